@@ -1,0 +1,51 @@
+# robust_nb: every target sets itself up from nothing (a .venv beside this file).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# These releases lie on this project's machines' disk; other versions download several GB.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.robust_nb-installed
+
+.PHONY: install data demo test test-fast readme lab benchmarks clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(STAMP): $(PY) settings.ini setup.py
+	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PIP) install -q $(TORCH_PINS)
+	$(PIP) install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Fashion-MNIST: Debian's dataset-fashion-mnist package where we are root on Debian/Ubuntu, else a torchvision download into data/.
+data: install
+	@if $(PY) -c "import sys; from robust_nb.data import find_dataset; sys.exit(find_dataset('fashion_mnist', 'test') is None)"; then \
+		echo "Fashion-MNIST found."; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		$(VENV)/bin/robust-nb data --download fashion_mnist; \
+	fi
+
+demo: data
+	$(VENV)/bin/robust-nb train --model lenet --dataset fashion_mnist --epochs 2
+
+test: data
+	$(VENV)/bin/nbdev_test --n_workers 2
+	$(VENV)/bin/pytest -q tests
+
+readme: install
+	$(PY) scripts/make_readme.py
+
+lab: data
+	$(VENV)/bin/jupyter lab --notebook-dir=nbs nbs/tutorials
+
+benchmarks: data
+	$(PY) benchmarks/train_throughput.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,41 @@
+"""The robust-nb command, run as a user would."""
+import json, os, subprocess, sys
+from pathlib import Path
+
+EXE = [str(Path(sys.executable).parent/'robust-nb')]   # the installed console script
+
+
+def run(*args, **kw):
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_data_lists_every_dataset(fmnist_available):
+    r = run('data')
+    assert r.returncode == 0, r.stderr
+    for name in ('mnist', 'fashion_mnist', 'cifar10', 'cifar100', 'svhn'):
+        assert name in r.stdout
+    line = next(l for l in r.stdout.splitlines() if l.strip().startswith('fashion_mnist') and ' test ' in l)
+    assert 'fashion' in line.split('test', 1)[1]   # a folder was found
+
+
+def test_train_prints_history_and_test_accuracy(tmp_path, fmnist_available):
+    r = run('train', '--limit', '1500', '--epochs', '1', '--quiet', '--out', str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert 'val_acc' in r.stdout and 'test accuracy:' in r.stdout
+    res = json.loads((tmp_path/'result.json').read_text())
+    assert 0.5 < res['test_acc'] <= 1
+    assert (tmp_path/'lenet_fashion_mnist.safetensors').exists() and (tmp_path/'history.csv').exists()
+
+
+def test_bad_arguments_exit_2_with_message(fmnist_available):
+    r = run('train', '--batch-size', '0', '--limit', '300', '--quiet')
+    assert r.returncode == 2 and 'batch_size: must be >= 1' in r.stderr
+    r = run('train', '--model', 'nope')
+    assert r.returncode == 2 and "invalid choice: 'nope'" in r.stderr
+
+
+def test_missing_dataset_exit_2(tmp_path):
+    env = {**os.environ, 'ROBUST_NB_DATA': str(tmp_path)}
+    r = run('train', '--dataset', 'svhn', '--quiet', env=env, cwd=tmp_path)
+    if r.returncode == 0: return  # SVHN happens to be on this machine
+    assert r.returncode == 2 and 'robust-nb data --download svhn' in r.stderr
