@@ -1,0 +1,174 @@
+"""Corruption benchmark: robust_nb's batched corruptions against imagecorruptions, and a Fashion-MNIST sweep.
+
+    python benchmarks/corruptions.py                # speed: 10,000 32x32 images x 15 corruptions x 5 severities
+    python benchmarks/corruptions.py --sweep        # also train a small Fashion-MNIST model and sweep mnist_c + mtlat19
+
+Writes benchmarks/results/corruptions.json (and corruption_sweep_fmnist.json with --sweep).
+imagecorruptions is timed in the same process on `--ic-sample` images per (corruption, severity) and scaled to `--n`.
+PyPI imagecorruptions 1.1.2 cannot run glass_blur (scikit-image dropped `multichannel`) and fog (NumPy 2 dropped
+`np.float_`); the benchmark times those two through a small compatibility shim and reports the speed-up with and
+without them.
+"""
+from __future__ import annotations
+import argparse, json, resource, sys, time, warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robust_nb.core import environment_info, get_device
+from robust_nb.eval.corruptions import SUITES, corrupt, synthetic_images, corruption_seed
+
+RESULTS = Path(__file__).parent / 'results'
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_ours(x_u8: torch.Tensor, names, chunk: int, device, seed: int) -> dict:
+    "Seconds per (corruption, severity) to corrupt all of `x_u8` in chunks of `chunk` images."
+    out = {}
+    for name in names:
+        for s in range(1, 6):
+            g = torch.Generator().manual_seed(corruption_seed(seed, name, s))
+            if device.type == 'cuda': torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for i in range(0, len(x_u8), chunk):
+                xb = x_u8[i:i + chunk].to(device).float().div_(255)
+                y = corrupt(xb, name, s, g, table='cifar')
+                del y
+            if device.type == 'cuda': torch.cuda.synchronize()
+            out[f'{name}/{s}'] = time.perf_counter() - t0
+    return out
+
+
+def shim_imagecorruptions():
+    "Make imagecorruptions 1.1.2 run on NumPy 2 / scikit-image >= 0.19 (for timing only)."
+    import imagecorruptions.corruptions as icc
+    if not hasattr(np, 'float_'): np.float_ = np.float64
+    orig = icc.gaussian
+    def gaussian(image, sigma=1, multichannel=None, **kw):
+        if multichannel: kw['channel_axis'] = -1
+        return orig(image, sigma=sigma, **kw)
+    icc.gaussian = gaussian
+
+
+def time_imagecorruptions(u8: np.ndarray, names) -> tuple[dict, dict]:
+    "Seconds per image for each (corruption, severity), and the corruptions it could not run unpatched."
+    from imagecorruptions import corrupt as ic_corrupt
+    failed = {}
+    for name in names:  # which ones fail on this stack without help
+        try: ic_corrupt(u8[0], corruption_name=name, severity=1)
+        except Exception as e: failed[name] = f"{type(e).__name__}: {str(e)[:150]}"
+    if failed: shim_imagecorruptions()
+    ic_corrupt(u8[0], corruption_name='gaussian_noise', severity=1)  # warm-up
+    per_image = {}
+    for name in names:
+        for s in range(1, 6):
+            np.random.seed(s)
+            t0 = time.perf_counter()
+            for im in u8: ic_corrupt(im, corruption_name=name, severity=s)
+            per_image[f'{name}/{s}'] = (time.perf_counter() - t0) / len(u8)
+    return per_image, failed
+
+
+def speed(args) -> dict:
+    torch.set_num_threads(args.threads) if args.threads else None
+    device = get_device(args.device)
+    names = SUITES['imagenet_c']
+    x = (synthetic_images(args.n, 32, seed=args.seed) * 255).round().to(torch.uint8)
+    rss0 = peak_rss_mib()
+    if device.type == 'cuda': torch.cuda.reset_peak_memory_stats()
+    corrupt(x[:8].float() / 255, 'glass_blur', 1, 0)  # warm-up
+    ours = time_ours(x, names, args.chunk, device, args.seed)
+    rss1 = peak_rss_mib()
+    gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == 'cuda' else None
+    u8 = x[:args.ic_sample].permute(0, 2, 3, 1).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        theirs_per_image, failed = time_imagecorruptions(u8, names)
+    theirs = {k: v * args.n for k, v in theirs_per_image.items()}
+    per_corr = {}
+    for name in names:
+        o = sum(ours[f'{name}/{s}'] for s in range(1, 6)); t = sum(theirs[f'{name}/{s}'] for s in range(1, 6))
+        per_corr[name] = dict(ours_s=round(o, 3), imagecorruptions_s=round(t, 2), speedup=round(t / o, 1),
+                              imagecorruptions_unpatched_error=failed.get(name))
+    tot_o, tot_t = sum(ours.values()), sum(theirs.values())
+    runnable = [n for n in names if n not in failed]
+    o_r = sum(per_corr[n]['ours_s'] for n in runnable); t_r = sum(per_corr[n]['imagecorruptions_s'] for n in runnable)
+    return dict(
+        benchmark='15 ImageNet-C corruptions x 5 severities, CIFAR-10-C table for ours (imagecorruptions always uses ImageNet-C numbers)',
+        settings=dict(n_images=args.n, image_size=32, channels=3, chunk=args.chunk, imagecorruptions_sample=args.ic_sample,
+                      images='robust_nb.eval.corruptions.synthetic_images (seeded), uint8 -> float per chunk',
+                      seed=args.seed, threads=torch.get_num_threads()),
+        environment=environment_info(device),
+        summary=dict(ours_total_s=round(tot_o, 2), imagecorruptions_total_s_scaled=round(tot_t, 1),
+                     speedup_vs_imagecorruptions=round(tot_t / tot_o, 1),
+                     speedup_vs_imagecorruptions_unpatched_only=round(t_r / o_r, 1),
+                     imagecorruptions_unpatched_failures=failed,
+                     ours_images_per_s=round(args.n * len(names) * 5 / tot_o),
+                     peak_rss_mib_before=round(rss0), peak_rss_mib_after_ours=round(rss1),
+                     peak_gpu_mib=None if gpu_peak is None else round(gpu_peak),
+                     target_speedup=20, meets_target=bool(tot_t / tot_o >= 20)),
+        per_corruption=per_corr,
+        per_severity=dict(ours_s={k: round(v, 4) for k, v in ours.items()},
+                          imagecorruptions_s_scaled={k: round(v, 3) for k, v in theirs.items()}))
+
+
+def sweep(args) -> dict:
+    from robust_nb.data import load_dataset
+    from robust_nb.models import create_model
+    from robust_nb.train import fit
+    from robust_nb.eval.corruptions import corruption_sweep, robustness_score, group_averages, average_error
+    device = get_device(args.device)
+    train, test = load_dataset('fashion_mnist', 'train'), load_dataset('fashion_mnist', 'test')
+    model = create_model('lenet', in_channels=1, num_classes=10).to(device)
+    t0 = time.perf_counter()
+    hist = fit(model, train, epochs=args.epochs, batch_size=128, lr=1e-3, seed=args.seed, device=device, progress=False)
+    train_s = time.perf_counter() - t0
+    out = dict(settings=dict(model="create_model('lenet', in_channels=1, num_classes=10)", train='fashion_mnist train (60,000)',
+                             epochs=args.epochs, batch_size=128, lr=1e-3, optimizer='adam', seed=args.seed,
+                             eval_images=args.sweep_n, eval='fashion_mnist test, random subset (seed)', table='cifar (28x28 images)',
+                             train_seconds=round(train_s, 1)),
+               environment=environment_info(device), suites={})
+    for suite in ('mnist_c', 'mtlat19'):
+        t0 = time.perf_counter()
+        sw = corruption_sweep(model, test, suite, n=args.sweep_n, batch_size=500, seed=args.seed)
+        out['clean_accuracy'] = sw.attrs['clean_accuracy']
+        out['suites'][suite] = dict(seconds=round(time.perf_counter() - t0, 1), mean_accuracy=round(float(sw.accuracy.mean()), 4),
+                                    average_error=round(average_error(sw), 4),
+                                    robustness_score=robustness_score(sw).round(4).to_dict(),
+                                    rows=sw.round(4).to_dict(orient='records'))
+        if suite == 'mtlat19':
+            out['suites'][suite]['group_averages'] = group_averages(sw, ('noise', 'blur', 'weather', 'digital', 'mtlat')).round(4).to_dict()
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--n', type=int, default=10_000, help='images corrupted by robust_nb')
+    p.add_argument('--ic-sample', type=int, default=100, help='images per (corruption, severity) timed for imagecorruptions')
+    p.add_argument('--chunk', type=int, default=1000, help='images per call (bounds peak memory)')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--sweep', action='store_true', help='also train a Fashion-MNIST model and sweep mnist_c and mtlat19')
+    p.add_argument('--no-speed', action='store_true')
+    p.add_argument('--epochs', type=int, default=2)
+    p.add_argument('--sweep-n', type=int, default=2000)
+    args = p.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if not args.no_speed:
+        res = speed(args)
+        (RESULTS / 'corruptions.json').write_text(json.dumps(res, indent=1))
+        print(json.dumps(res['summary'], indent=1))
+    if args.sweep:
+        res = sweep(args)
+        (RESULTS / 'corruption_sweep_fmnist.json').write_text(json.dumps(res, indent=1))
+        print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk in ('mean_accuracy', 'average_error', 'group_averages')}
+                          for k, v in res['suites'].items()}, indent=1), 'clean', res['clean_accuracy'])
+
+
+if __name__ == '__main__':
+    main()
