@@ -120,7 +120,7 @@ def sweep(args) -> dict:
     from robust_nb.data import load_dataset
     from robust_nb.models import create_model
     from robust_nb.train import fit
-    from robust_nb.eval.corruptions import corruption_sweep, robustness_score, group_averages, average_error
+    from robust_nb.eval.corruptions import corruption_sweep, relative_robustness_per_corruption, group_averages, average_error
     device = get_device(args.device)
     train, test = load_dataset('fashion_mnist', 'train'), load_dataset('fashion_mnist', 'test')
     model = create_model('lenet', in_channels=1, num_classes=10).to(device)
@@ -138,7 +138,7 @@ def sweep(args) -> dict:
         out['clean_accuracy'] = sw.attrs['clean_accuracy']
         out['suites'][suite] = dict(seconds=round(time.perf_counter() - t0, 1), mean_accuracy=round(float(sw.accuracy.mean()), 4),
                                     average_error=round(average_error(sw), 4),
-                                    robustness_score=robustness_score(sw).round(4).to_dict(),
+                                    relative_robustness_per_corruption=relative_robustness_per_corruption(sw).round(4).to_dict(),
                                     rows=sw.round(4).to_dict(orient='records'))
         if suite == 'mtlat19':
             out['suites'][suite]['group_averages'] = group_averages(sw, ('noise', 'blur', 'weather', 'digital', 'mtlat')).round(4).to_dict()
