@@ -1,0 +1,144 @@
+"""Cost of FCL, side by side in one process on the CPU:
+
+1. one FCL training step (Algorithm 1, lambda fully on) against one plain cross-entropy step, for the same LeNet,
+   the same batch of corner-task images and the same optimiser (target: at most 3x);
+2. the exact contextual-sensitivity map (torch.func vmap + jacrev) against a loop over the input features that
+   takes one Jacobian column per feature with a forward-mode product (target: at least 10x faster), for the map of
+   one image (`sensitivity_speedup_vs_loop`) and for a batch of `--sens-batch` images at once
+   (`sensitivity_speedup_vs_loop_batch`), where the loop's per-call overhead is shared by the batch.
+
+Also the parts of an FCL step (the utility pass, the stacked 2B forward) and the random-projection estimate.
+Repeats are interleaved (A, B, A, B, ... with the order alternating) and medians reported.
+
+    python benchmarks/fcl_overhead.py [--batch-size 128] [--steps 20] [--rounds 7] [--sens-batch 8] [--sens-rounds 3]
+
+Writes benchmarks/results/fcl_overhead.json."""
+import argparse, json, os, statistics, time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.func import jvp
+
+from robust_nb.core import environment_info, make_generator
+from robust_nb.methods.fcl import FCL, contextual_sensitivity, embed_with_utility, sensitivity_estimate, utility_perturbation
+from robust_nb.models import LeNet
+from robust_nb.synthetic import corner_task
+from robust_nb.train import CrossEntropy, TrainState
+
+OUT = Path(__file__).parent/'results'
+
+
+def sensitivity_loop(model, x):
+    "The baseline: for every input feature j, column j of each sample's Jacobian by one forward-mode product."
+    d = x[0].numel()
+    s2 = torch.empty(len(x), d)
+    with torch.no_grad():  # as in contextual_sensitivity: no graph back to the weights
+        for j in range(d):
+            t = torch.zeros_like(x).flatten(1); t[:, j] = 1
+            _, col = jvp(model.embed, (x,), (t.view_as(x),))  # [B, E]
+            s2[:, j] = col.pow(2).sum(1)
+    return s2.sqrt().view_as(x)
+
+
+def step_timer(model, objective, batch, state, steps):
+    "Seconds per optimiser step (forward, backward, Adam) of `objective` on `batch`."
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    def run(n):
+        t = time.perf_counter()
+        for _ in range(n):
+            loss, _ = objective(model, batch, state)
+            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        return (time.perf_counter() - t) / n
+    return run
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--batch-size', type=int, default=128)
+    ap.add_argument('--steps', type=int, default=20, help='steps per timed repeat')
+    ap.add_argument('--rounds', type=int, default=7, help='interleaved repeats of each step kind')
+    ap.add_argument('--sens-batch', type=int, default=8, help='images per sensitivity map')
+    ap.add_argument('--sens-rounds', type=int, default=3)
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--out', default=str(OUT/'fcl_overhead.json'))
+    a = ap.parse_args()
+
+    load_before = os.getloadavg()
+    task = corner_task(seed=a.seed)
+    x, y = task.train.take(a.batch_size, seed=a.seed)[:]
+    state = TrainState(epoch=10, epochs=20, steps_per_epoch=100, step=1000, generator=make_generator(a.seed))  # lambda fully on
+    fcl = FCL()  # the paper's k=256, lambda=0.001, tau=0.1, sigma=0.5
+    assert fcl.weight(state) == fcl.lam
+    runners = {}
+    for name, obj in (('xe', CrossEntropy()), ('fcl', fcl)):
+        torch.manual_seed(a.seed)
+        runners[name] = step_timer(LeNet(num_classes=15), obj, (x, y), state, a.steps)
+        runners[name](3)  # warm-up
+    step_times = {'xe': [], 'fcl': []}
+    for r in range(a.rounds):
+        for name in (('xe', 'fcl') if r % 2 == 0 else ('fcl', 'xe')):
+            step_times[name].append(runners[name](a.steps))
+    med = {k: statistics.median(v) for k, v in step_times.items()}
+
+    # the parts of an FCL step, without the backward pass (which covers B clean + 2B perturbed images)
+    torch.manual_seed(a.seed)
+    net = LeNet(num_classes=15)
+    g = make_generator(a.seed)
+    def utility_pass(): return embed_with_utility(net, x, y, keep_graph=False)
+    _, _, u = utility_pass()
+    xp = torch.cat([x + utility_perturbation(u, 256, 0.5, 'bottom', g), x + utility_perturbation(u, 256, 0.5, 'top', g)])
+    parts = {'clean_forward': lambda: net(x), 'utility_pass': utility_pass, 'stacked_2b_forward': lambda: net.embed(xp)}
+    part_times = {k: [] for k in parts}
+    for r in range(a.rounds):
+        for name, f in parts.items():
+            t = time.perf_counter()
+            for _ in range(a.steps): f()
+            part_times[name].append((time.perf_counter() - t) / a.steps)
+    pmed = {k: 1000 * statistics.median(v) for k, v in part_times.items()}
+
+    torch.manual_seed(a.seed)
+    model = LeNet(num_classes=15).eval()
+    xs = task.test.take(a.sens_batch, seed=a.seed)[:][0]
+    exact, loop = contextual_sensitivity(model, xs), sensitivity_loop(model, xs)  # also the warm-up (vmap traces on the first call)
+    contextual_sensitivity(model, xs[:1])
+    max_rel_diff = float(((exact - loop).abs().max() / loop.abs().max()))
+    fns = {'exact_1': lambda: contextual_sensitivity(model, xs[:1]), 'loop_1': lambda: sensitivity_loop(model, xs[:1]),
+           'exact_batch': lambda: contextual_sensitivity(model, xs), 'loop_batch': lambda: sensitivity_loop(model, xs),
+           'estimate_16_probes_batch': lambda: sensitivity_estimate(model, xs, probes=16, generator=0)}
+    sens_times = {k: [] for k in fns}
+    for r in range(a.sens_rounds):
+        for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+            t = time.perf_counter(); fns[name](); sens_times[name].append(time.perf_counter() - t)
+    smed = {k: statistics.median(v) for k, v in sens_times.items()}
+
+    result = dict(
+        benchmark='fcl_overhead',
+        summary=dict(fcl_over_xe_step=med['fcl'] / med['xe'], fcl_over_xe_target_max=3.0,
+                     sensitivity_speedup_vs_loop=smed['loop_1'] / smed['exact_1'], sensitivity_speedup_target_min=10.0,
+                     sensitivity_speedup_vs_loop_batch=smed['loop_batch'] / smed['exact_batch'],
+                     estimate_speedup_vs_exact_batch=smed['exact_batch'] / smed['estimate_16_probes_batch'],
+                     xe_step_ms=1000 * med['xe'], fcl_step_ms=1000 * med['fcl'],
+                     fcl_parts_ms=pmed,
+                     exact_map_ms_one_image=1000 * smed['exact_1'], loop_map_ms_one_image=1000 * smed['loop_1'],
+                     exact_map_ms_per_image_batch=1000 * smed['exact_batch'] / a.sens_batch,
+                     loop_map_ms_per_image_batch=1000 * smed['loop_batch'] / a.sens_batch,
+                     targets_met=dict(fcl_over_xe_step=med['fcl'] / med['xe'] <= 3.0,
+                                      sensitivity_speedup_vs_loop=smed['loop_1'] / smed['exact_1'] >= 10.0)),
+        setup=dict(model='LeNet(num_classes=15)', embed_dim=500, input_features=int(x[0].numel()), batch_size=a.batch_size,
+                   optimizer='Adam lr 1e-3', fcl=repr(fcl), data=f"corner task ({task.params['base']}) training images",
+                   steps_per_repeat=a.steps, rounds=a.rounds, sens_batch=a.sens_batch, sens_rounds=a.sens_rounds,
+                   sensitivity_loop='one torch.func.jvp per input feature over the whole batch',
+                   exact_vs_loop_max_rel_diff=max_rel_diff, seed=a.seed,
+                   load_average_before=load_before, load_average_after=os.getloadavg(),
+                   omp_num_threads=os.environ.get('OMP_NUM_THREADS')),
+        raw=dict(step_seconds=step_times, fcl_part_seconds=part_times, sensitivity_seconds=sens_times),
+        environment=environment_info('cpu'))
+    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result['summary'], indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == '__main__':
+    main()
