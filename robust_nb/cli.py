@@ -15,7 +15,7 @@ from .models import MODELS, count_parameters, create_model
 from .train import ExponentialDecay, evaluate, fit, save_model
 
 # %% auto #0
-__all__ = ['COMMANDS', 'cmd_data', 'cmd_train', 'build_parser', 'main']
+__all__ = ['REPRODUCTIONS', 'COMMANDS', 'cmd_data', 'cmd_train', 'cmd_reproduce_fcl', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #4a0c0455
 def cmd_data(args) -> int:
@@ -56,7 +56,7 @@ def cmd_train(args) -> int:
         print(f"saved to {out}")
     return 0
 
-# %% ../nbs/90_cli.ipynb #da8432fc
+# %% ../nbs/90_cli.ipynb #cf82b1ed
 def _add_data(sub):
     p = sub.add_parser('data', help='where each data set is, or how to get it')
     p.add_argument('--download', choices=list(DATASETS), help='fetch this data set through torchvision')
@@ -78,7 +78,33 @@ def _add_train(sub):
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     return cmd_train
 
-COMMANDS = {'data': _add_data, 'train': _add_train}
+def cmd_reproduce_fcl(args) -> int:
+    "FCL Table 1 on the corner task."
+    from robust_nb.experiments import FCLRecipe, reproduce_fcl
+    kw = {k: v for k, v in dict(dataset=args.dataset, seeds=args.seeds, epochs=args.epochs, device=args.device,
+                                methods=tuple(args.methods.split(',')) if args.methods else None).items() if v is not None}
+    recipe = FCLRecipe.quick(**kw) if args.quick else FCLRecipe(**kw)
+    print(f"FCL Table 1: {recipe}")
+    reproduce_fcl(recipe, out=args.out, progress=not args.quiet)
+    return 0
+
+REPRODUCTIONS = {'fcl': cmd_reproduce_fcl}
+
+def _add_reproduce(sub):
+    p = sub.add_parser('reproduce', help="reproduce a paper's table")
+    papers = p.add_subparsers(dest='paper', required=True)
+    f = papers.add_parser('fcl', help='FCL Table 1: BAL, BAL+UN, BAL+NUN accuracy on the corner-digit task')
+    f.add_argument('--dataset', choices=['mnist', 'fashion_mnist'], default=None, help='base set (default: MNIST where present, else Fashion-MNIST)')
+    f.add_argument('--seeds', type=int, default=None, help='repeats (paper: 10)')
+    f.add_argument('--epochs', type=int, default=None, help='paper: 20')
+    f.add_argument('--methods', default=None, help='comma-separated: xe,fcl,xe_gauss,cl_gauss,patch_gauss,patch_gauss_fcl')
+    f.add_argument('--quick', action='store_true', help='one seed, 4 epochs on 12,000 images: a few minutes on a CPU')
+    f.add_argument('--device', default=None)
+    f.add_argument('--out', default='runs/fcl', help='folder for JSON, CSV and PNG')
+    f.add_argument('--quiet', action='store_true', help='no progress bars')
+    return lambda args: REPRODUCTIONS[args.paper](args)
+
+COMMANDS = {'data': _add_data, 'train': _add_train, 'reproduce': _add_reproduce}
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     "The `robust-nb` argument parser and its handlers."
