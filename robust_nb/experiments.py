@@ -97,7 +97,7 @@ def run_fcl(recipe: FCLRecipe, progress: bool = False, log: Callable[[str], None
             if log: log(f"{method:>16} seed {seed}: BAL {rec['bal']:.4f}  BAL+UN {rec['bal_un']:.4f}  BAL+NUN {rec['bal_nun']:.4f}  ({rec['train_seconds']:.0f} s)")
     return pd.DataFrame(records)
 
-# %% ../nbs/50_experiments.ipynb #fba08826
+# %% ../nbs/50_experiments.ipynb #5da347bc
 def fcl_table(records: pd.DataFrame) -> pd.DataFrame:
     "Table 1: mean +- std per method of BAL, BAL+UN and BAL+NUN, with the paper's values where it has them."
     rows = []
@@ -117,9 +117,9 @@ def fcl_claim(records: pd.DataFrame) -> dict:
     out = {}
     for k in ('bal_un', 'bal_nun'):
         sd = max(xe[k].std(ddof=1) if len(xe) > 1 else 0, fc[k].std(ddof=1) if len(fc) > 1 else 0)
-        out[f'{k}_gain'] = fc[k].mean() - xe[k].mean()
+        out[f'{k}_gain'] = float(fc[k].mean() - xe[k].mean())
         out[f'{k}_gain_over_2sd'] = bool(len(xe) > 1 and out[f'{k}_gain'] > 2 * sd)
-    out['bal_change'] = fc.bal.mean() - xe.bal.mean()
+    out['bal_change'] = float(fc.bal.mean() - xe.bal.mean())
     out['bal_within_one_point'] = bool(abs(out['bal_change']) <= 0.01)
     return out
 

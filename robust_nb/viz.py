@@ -19,7 +19,8 @@ from .eval.corruptions import (SUITES, CORRUPTIONS, corrupt, suite_names, group_
 # %% auto #0
 __all__ = ['DPI', 'new_figure', 'image_to_numpy', 'show_images', 'corruption_grid', 'corruption_heatmap', 'group_averages_plot',
            'severity_curves', 'margin_curves_plot', 'closest_examples_gallery', 'attack_share_table',
-           'attack_share_plot']
+           'attack_share_plot', 'class_averages', 'batched_utility', 'utility_figure', 'spearman',
+           'utility_vs_sensitivity']
 
 # %% ../nbs/40_viz.ipynb #0fd38edd
 DPI = 70
@@ -233,4 +234,101 @@ def attack_share_plot(results: dict | pd.DataFrame, # as for attack_share_table 
     ax.set_xlim(0, 100); ax.set_xlabel('% of images'); ax.invert_yaxis()
     ax.legend(fontsize=7, ncols=len(df.columns), loc='lower center', bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.set_title(title, fontsize=9, pad=18)
+    return fig
+
+# %% ../nbs/40_viz.ipynb #877fa78f
+from .methods.fcl import contextual_utility
+
+def class_averages(x: torch.Tensor, # images [N, C, H, W]
+                   maps: torch.Tensor, # per-image maps shaped like x (e.g. utilities)
+                   y: torch.Tensor, # class indices [N]
+                   modulo: int | None = 10, # group by y % modulo; None: by y
+                  ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    "`(groups, mean images [G, C, H, W], mean maps [G, C, H, W])` for every group present, in increasing order."
+    if maps.shape != x.shape: raise ValueError(f"utilities: expected a tensor shaped like x {tuple(x.shape)}, got {tuple(maps.shape)}")
+    if not isinstance(y, torch.Tensor) or y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"y: expected {len(x)} class indices, got shape {tuple(getattr(y, 'shape', ()))}")
+    g = y.long().cpu() % modulo if modulo is not None else y.long().cpu()
+    groups = sorted(set(g.tolist()))
+    xs, ms = x.detach().float().cpu(), maps.detach().float().cpu()
+    return groups, torch.stack([xs[g == c].mean(0) for c in groups]), torch.stack([ms[g == c].mean(0) for c in groups])
+
+def batched_utility(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    "`contextual_utility` over `x` in batches, in eval mode, on the model's device; returned on the CPU."
+    model.eval()
+    dev = next(model.parameters()).device
+    return torch.cat([contextual_utility(model, x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)).cpu()
+                      for i in range(0, len(x), batch_size)])
+
+# %% ../nbs/40_viz.ipynb #3a36a6c5
+def utility_figure(x: torch.Tensor, # images [N, C, H, W] in [0, 1]
+                   y: torch.Tensor, # class indices [N] (the true labels: the utility is taken for them)
+                   utilities: torch.Tensor | None = None, # contextual utilities shaped like x
+                   model: torch.nn.Module | None = None, # or a model to compute them with
+                   modulo: int | None = 10, # group classes modulo this (FCL: 10); None: one panel pair per class
+                   classes: Sequence[str] | None = None, # names of the groups
+                   normalize: bool = False, # scale each sample's map to max 1 before averaging
+                   ncols: int = 5, # classes per row
+                   size: float = 1.2, cmap: str = 'inferno', batch_size: int = 256,
+                   title: str | None = 'average image and average contextual utility per class') -> Figure:
+    "FCL Figure 4: the average image beside the average contextual utility of each class (modulo 10)."
+    check_images(x, 'x')
+    if (utilities is None) == (model is None): raise ValueError("utilities, model: pass exactly one of them")
+    u = batched_utility(model, x, y, batch_size) if model is not None else utilities
+    if normalize: u = u / u.flatten(1).amax(1).clamp_min(1e-30).view(-1, *[1] * (u.ndim - 1))
+    groups, xm, um = class_averages(x, u, y, modulo)
+    ncols = min(check_int(ncols, 'ncols', min=1), len(groups)); nrows = -(-len(groups) // ncols)
+    fig, axes = new_figure(nrows, 2 * ncols, (size, size + 0.2))
+    axes = np.atleast_2d(axes)
+    for ax in axes.ravel(): ax.axis('off')
+    for i, c in enumerate(groups):
+        a, b = axes[i // ncols, 2 * (i % ncols)], axes[i // ncols, 2 * (i % ncols) + 1]
+        a.imshow(image_to_numpy(xm[i]), cmap='gray', vmin=0, vmax=1, interpolation='nearest')
+        b.imshow(um[i].mean(0).numpy(), cmap=cmap, interpolation='nearest')
+        a.set_title(classes[c] if classes is not None else f"class {c}", fontsize=8); b.set_title('utility', fontsize=8)
+    if title: fig.suptitle(title, fontsize=9)
+    return fig
+
+# %% ../nbs/40_viz.ipynb #6f91b89d
+def _ranks(v: torch.Tensor) -> torch.Tensor:
+    "Ranks 0..n-1 (ties broken by position)."
+    r = torch.empty_like(v, dtype=torch.float64)
+    r[v.argsort()] = torch.arange(len(v), dtype=torch.float64)
+    return r
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    "Spearman's rank correlation of two flat tensors."
+    ra, rb = _ranks(a.flatten().double()), _ranks(b.flatten().double())
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-300))
+
+def utility_vs_sensitivity(u: torch.Tensor, # contextual utilities (any shape)
+                           s: torch.Tensor, # contextual sensitivities of the same shape
+                           kind: str = 'hexbin', # 'hexbin' or 'scatter'
+                           log: bool = True, # log axes (features where either is 0 are dropped)
+                           max_points: int = 20000, # scatter: a random subset of this many features
+                           gridsize: int = 30, seed: int = 0, title: str | None = None, ax=None) -> Figure:
+    "Contextual utility against contextual sensitivity, one point per input feature, with Spearman's rho."
+    kind = check_choice(kind, 'kind', ['hexbin', 'scatter'])
+    if not isinstance(u, torch.Tensor) or not isinstance(s, torch.Tensor) or u.shape != s.shape:
+        raise ValueError(f"u, s: expected two tensors of the same shape, got {tuple(getattr(u, 'shape', ()))} and {tuple(getattr(s, 'shape', ()))}")
+    a, b = u.detach().flatten().double().cpu(), s.detach().flatten().double().cpu()
+    rho = spearman(a, b)
+    if log:
+        keep = (a > 0) & (b > 0)
+        a, b = a[keep].log10(), b[keep].log10()
+    if len(a) == 0: raise ValueError("u, s: no feature with both values positive to draw on log axes")
+    if ax is None: fig, ax = new_figure(size=(3.6, 3))
+    else: fig = ax.figure
+    if kind == 'hexbin':
+        hb = ax.hexbin(a.numpy(), b.numpy(), gridsize=check_int(gridsize, 'gridsize', min=1), bins='log', cmap='viridis', mincnt=1)
+        fig.colorbar(hb, ax=ax, label='features')
+    else:
+        if len(a) > max_points:
+            idx = torch.randperm(len(a), generator=torch.Generator().manual_seed(seed))[:max_points]
+            a, b = a[idx], b[idx]
+        ax.scatter(a.numpy(), b.numpy(), s=3, alpha=0.4, linewidths=0)
+    pre = 'log10 ' if log else ''
+    ax.set_xlabel(f'{pre}contextual utility'); ax.set_ylabel(f'{pre}contextual sensitivity')
+    ax.set_title(title or f"utility vs sensitivity (Spearman rho = {rho:.2f})", fontsize=9)
     return fig

@@ -17,7 +17,7 @@ from .eval.corruptions import (corrupt, suite_names, corruption_sweep, corruptio
 from .viz import show_images, severity_curves
 
 # %% auto #0
-__all__ = ['MARGIN_ATTACKS', 'CorruptionSweep', 'MarginCurves']
+__all__ = ['MARGIN_ATTACKS', 'CorruptionSweep', 'MarginCurves', 'UtilityExplorer']
 
 # %% ../nbs/41_widgets.ipynb #3da6f867
 class CorruptionSweep:
@@ -177,3 +177,110 @@ def _update_mc(self: MarginCurves):
         with out: display(fig)
 
 MarginCurves.update = _update_mc
+
+# %% ../nbs/41_widgets.ipynb #88911d5a
+import torch.nn.functional as F
+from .core import check_embed_head, check_float
+from .methods.fcl import contextual_utility, contextual_sensitivity, utility_mask, utility_perturbation
+from .viz import new_figure, image_to_numpy
+
+class UtilityExplorer:
+    "Utility, sensitivity, top-/bottom-k masks and utility-aware perturbations of one sample, for one or several models."
+    def __init__(self, models: torch.nn.Module | dict[str, torch.nn.Module], # a model with `embed` and `head`, or {name: model}
+                 data, # ImageData or a pair (x, y); the first n samples are offered
+                 k: int = 256, # features in the top-k and bottom-k sets
+                 sigma: float = 0.5, # standard deviation of the perturbation noise
+                 n: int = 64, # samples offered by the slider
+                 seed: int = 0, # the noise of sample i is drawn from a generator seeded with seed + i
+                 size: float = 1.3, # side of one panel in inches
+                 cmap: str = 'inferno'):
+        models = {'model': models} if isinstance(models, torch.nn.Module) else models
+        if not isinstance(models, dict) or not models: raise ValueError("models: expected a model or a non-empty dict {name: model}")
+        for name, m in models.items(): check_embed_head(m, f"models[{name!r}]")
+        self.models = dict(models)
+        self.x, self.y = _tensors(data, check_int(n, 'n', min=1))
+        if self.y is None: raise ValueError("data: the utility needs labels; pass an ImageData or a pair (x, y)")
+        self.k, self.sigma, self.seed = check_int(k, 'k', min=1), check_float(sigma, 'sigma', min=0), int(seed)
+        if self.k > self.x[0].numel(): raise ValueError(f"k: must be <= the number of input features ({self.x[0].numel()}), got {self.k}")
+        self.size, self.cmap = size, cmap
+        self.classes = getattr(data, 'classes', None)
+        self._cache: dict[tuple[str, int], dict] = {}
+        names = list(self.models)
+        self.sample = W.IntSlider(value=0, min=0, max=len(self.x) - 1, description='sample', continuous_update=False)
+        self.model_select = W.ToggleButtons(options=names + (['all'] if len(names) > 1 else []), value=names[0], description='model')
+        self.status = W.HTML()
+        self.out = W.Output()
+        self.fig = None
+        for w in (self.sample, self.model_select): w.observe(self._on_change, names='value')
+        self.widget = W.VBox([W.HBox([self.sample, self.model_select]), self.status, self.out])
+        self.update()
+
+    def _ipython_display_(self): display(self.widget)
+    def _on_change(self, change): self.update()
+
+# %% ../nbs/41_widgets.ipynb #9789ac01
+def _noise_generator(self: UtilityExplorer, i: int) -> torch.Generator:
+    "The generator of sample `i`'s noise (the same for every model)."
+    return make_generator(self.seed + i)
+
+@torch.no_grad()
+def _probs(model, x): return F.softmax(model(x).float(), 1).cpu()
+
+def _result_ue(self: UtilityExplorer, name: str, i: int) -> dict:
+    "Maps, masks, perturbed images and predictions of model `name` on sample `i` (cached)."
+    key = (name, int(i))
+    if key not in self._cache:
+        model = self.models[name]; model.eval()
+        dev = _model_device(model)
+        x, y = self.x[i:i + 1].to(dev), self.y[i:i + 1].to(dev)
+        u = contextual_utility(model, x, y)
+        s = contextual_sensitivity(model, x)
+        g = self.noise_generator(i)
+        e_top = utility_perturbation(u, self.k, self.sigma, 'top', g)
+        e_bot = utility_perturbation(u, self.k, self.sigma, 'bottom', g)
+        xs = torch.cat([x, x + e_top, x + e_bot])
+        p = _probs(model, xs)
+        self._cache[key] = dict(x=x.cpu(), u=u.cpu(), s=s.cpu(), top=utility_mask(u, self.k, 'top').cpu(),
+                                bottom=utility_mask(u, self.k, 'bottom').cpu(), x_top=xs[1:2].cpu(), x_bottom=xs[2:3].cpu(),
+                                pred=p.argmax(1), prob=p.max(1).values)
+    return self._cache[key]
+
+UtilityExplorer.noise_generator, UtilityExplorer.result = _noise_generator, _result_ue
+
+# %% ../nbs/41_widgets.ipynb #e40f37f0
+_UE_PANELS = ('image', 'utility', 'sensitivity', 'top-{k} mask', 'bottom-{k} mask', 'top-{k} noise', 'bottom-{k} noise')
+
+def _utility_rows(self: UtilityExplorer, results: dict[str, dict]):
+    "The figure: for each model a row image, utility, sensitivity, masks and perturbed images."
+    fig, axes = new_figure(len(results), len(_UE_PANELS), (self.size, self.size + 0.3))
+    axes = axes.reshape(len(results), len(_UE_PANELS))
+    lab = lambda c: self.classes[int(c)] if self.classes else str(int(c))
+    for row, (name, r) in zip(axes, results.items()):
+        imgs = [r['x'], r['u'], r['s'], r['top'], r['bottom'], r['x_top'], r['x_bottom']]
+        for j, (ax, a) in enumerate(zip(row, imgs)):
+            a = a[0]
+            if j in (0, 5, 6): ax.imshow(image_to_numpy(a), cmap='gray', vmin=0, vmax=1, interpolation='nearest')
+            elif j in (3, 4): ax.imshow(a.float().amax(0).numpy(), cmap='gray', vmin=0, vmax=1, interpolation='nearest')
+            else: ax.imshow(a.float().mean(0).numpy(), cmap=self.cmap, interpolation='nearest')
+            ax.set_xticks([]); ax.set_yticks([])
+            t = _UE_PANELS[j].format(k=self.k)
+            if j in (0, 5, 6): t += f"\n{lab(r['pred'][(0, 5, 6).index(j)])} ({r['prob'][(0, 5, 6).index(j)]:.2f})"
+            ax.set_title(t, fontsize=7)
+        row[0].set_ylabel(name, fontsize=8)
+    return fig
+
+def _update_ue(self: UtilityExplorer):
+    "Redraw the panels and the status line for the current sample and model."
+    i, choice = self.sample.value, self.model_select.value
+    names = list(self.models) if choice == 'all' else [choice]
+    results = {m: self.result(m, i) for m in names}
+    lab = lambda c: self.classes[int(c)] if self.classes else str(int(c))
+    self.predictions = {m: r['pred'].tolist() for m, r in results.items()}
+    self.fig = _utility_rows(self, results)
+    self.status.value = f"<b>sample {i}</b> (label {lab(self.y[i])}), k = {self.k}, sigma = {self.sigma}: " + '; '.join(
+        f"{m}: clean {lab(r['pred'][0])} ({r['prob'][0]:.2f}), top-k noise {lab(r['pred'][1])} ({r['prob'][1]:.2f}), "
+        f"bottom-k noise {lab(r['pred'][2])} ({r['prob'][2]:.2f})" for m, r in results.items())
+    self.out.clear_output(wait=True)
+    with self.out: display(self.fig)
+
+UtilityExplorer.update = _update_ue
