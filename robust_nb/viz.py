@@ -17,10 +17,29 @@ from .eval.corruptions import (SUITES, CORRUPTIONS, corrupt, suite_names, group_
                                         corruption_seed, check_severity, MNIST_C_DEFAULT_SEVERITY)
 
 # %% auto #0
-__all__ = ['DPI', 'new_figure', 'image_to_numpy', 'show_images', 'corruption_grid', 'corruption_heatmap', 'group_averages_plot',
-           'severity_curves', 'margin_curves_plot', 'closest_examples_gallery', 'attack_share_table',
-           'attack_share_plot', 'class_averages', 'batched_utility', 'utility_figure', 'spearman',
-           'utility_vs_sensitivity']
+__all__ = ['DPI', 'figure_png', 'register_png_display', 'new_figure', 'image_to_numpy', 'show_images', 'corruption_grid',
+           'corruption_heatmap', 'group_averages_plot', 'severity_curves', 'margin_curves_plot',
+           'closest_examples_gallery', 'attack_share_table', 'attack_share_plot', 'class_averages', 'batched_utility',
+           'utility_figure', 'spearman', 'utility_vs_sensitivity']
+
+# %% ../nbs/40_viz.ipynb #336efeee
+def figure_png(fig: Figure) -> bytes:
+    "`fig` rendered as PNG bytes."
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png')
+    return buf.getvalue()
+
+def register_png_display() -> bool:
+    "Show matplotlib `Figure`s as PNG images in IPython; True when a shell was found."
+    try: from IPython import get_ipython
+    except ImportError: return False
+    ip = get_ipython()
+    if ip is None: return False
+    ip.display_formatter.formatters['image/png'].for_type(Figure, figure_png)
+    return True
+
+register_png_display()
 
 # %% ../nbs/40_viz.ipynb #0fd38edd
 DPI = 70
