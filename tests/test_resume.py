@@ -29,7 +29,6 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, fmnist_av
     assert job.wait() == -signal.SIGKILL
     done = json.loads((ckpt/'latest.json').read_text())['name']
     assert done < f'ckpt-{EPOCHS:04d}', 'the run finished before the kill'
-    assert not list(ckpt.glob('*.tmp*')) or True  # temporary files may remain; they are never the latest
     assert (ckpt/f'{done}.safetensors').exists() and (ckpt/f'{done}.json').exists()
     resumed = run(tmp_path/'resumed', ckpt, 'resume', EPOCHS)
     assert resumed.wait() == 0 and ref.wait() == 0
