@@ -38,7 +38,7 @@ demo: data
 
 test: data
 	$(VENV)/bin/nbdev_test --n_workers 2
-	$(VENV)/bin/pytest -q tests
+	$(VENV)/bin/pytest -q -rsx tests
 
 readme: install
 	$(PY) scripts/make_readme.py
