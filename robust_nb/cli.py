@@ -56,7 +56,7 @@ def cmd_train(args) -> int:
         print(f"saved to {out}")
     return 0
 
-# %% ../nbs/90_cli.ipynb #015d821b
+# %% ../nbs/90_cli.ipynb #c4bd348b
 def _add_data(sub):
     p = sub.add_parser('data', help='where each data set is, or how to get it')
     p.add_argument('--download', choices=list(DATASETS), help='fetch this data set through torchvision')
@@ -80,6 +80,10 @@ def _add_train(sub):
 
 REPRODUCTIONS = {  # paper -> module of robust_nb.experiments with HELP, add_arguments(parser) and cli(args)
     'fcl': 'robust_nb.experiments.fcl',
+    'ceb': 'robust_nb.experiments.ceb',
+    'mtlat': 'robust_nb.experiments.mtlat',
+    'margins': 'robust_nb.experiments.margins',
+    'transfer': 'robust_nb.experiments.transfer',
 }
 
 def _add_reproduce(sub):

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from ..core import check_float, check_int, make_generator
 
 # %% auto #0
-__all__ = ['BatchTransform', 'GaussianNoise', 'PatchGaussian', 'one_hot', 'mixup', 'sample_beta', 'Mixup', 'Compose']
+__all__ = ['BatchTransform', 'GaussianNoise', 'PatchGaussian', 'check_soft_labels', 'one_hot', 'mixup', 'sample_beta', 'Mixup',
+           'Compose']
 
 # %% ../../nbs/20_methods.augment.ipynb #d75c3b7e
 class BatchTransform:
@@ -84,7 +85,18 @@ class PatchGaussian(BatchTransform):
         noisy = (x + sig.view(-1, 1, 1, 1) * _randn(g, x.shape, x)).clamp(0, 1)
         return torch.where(mask, noisy, x).to(x.dtype), y
 
-# %% ../../nbs/20_methods.augment.ipynb #b95dd132
+# %% ../../nbs/20_methods.augment.ipynb #898a07e8
+def check_soft_labels(y: torch.Tensor, name: str = 'y', atol: float = 1e-4) -> torch.Tensor:
+    "`y` if it is a batch of probability vectors `[B, K]` (non-negative rows that sum to one), else a `ValueError` naming `name`."
+    if not isinstance(y, torch.Tensor) or y.ndim != 2 or not y.is_floating_point():
+        raise ValueError(f"{name}: expected soft labels, a float tensor [B, K] of probability vectors, got {getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}")
+    if torch.isnan(y).any() or (y < -atol).any(): raise ValueError(f"{name}: soft labels must be non-negative probability vectors")
+    s = y.sum(1)
+    if not torch.allclose(s, torch.ones_like(s), atol=atol, rtol=0):
+        bad = (s - 1).abs().argmax().item()
+        raise ValueError(f"{name}: soft labels must sum to one per row; row {bad} sums to {s[bad].item():.4g}")
+    return y
+
 def one_hot(y: torch.Tensor, num_classes: int | None) -> torch.Tensor:
     "Probability vectors `[B, K]` from class indices `[B]` (returned as they are when already `[B, K]`)."
     if y.ndim == 2: return y.float()
@@ -118,6 +130,7 @@ class Mixup(BatchTransform):
         if num_classes is not None: check_int(num_classes, 'num_classes', min=2)
     def __call__(self, x, y, state=None):
         g = self.generator(state)
+        if y.ndim == 2: check_soft_labels(y, 'y')
         lam = sample_beta(self.alpha, len(x) if self.per_sample else 1, g).to(x.device)
         perm = torch.randperm(len(x), generator=g, device=g.device).to(x.device)
         return mixup(x, one_hot(y, self.num_classes).to(x.device), lam if self.per_sample else lam[0], perm)
