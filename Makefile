@@ -43,8 +43,10 @@ test: data
 readme: install
 	$(PY) scripts/make_readme.py
 
+# JupyterLab on the tutorials (nbs/ is the root, so the module notebooks are one click away); LAB_ARGS=--no-browser on a server.
+LAB_ARGS ?=
 lab: data
-	$(VENV)/bin/jupyter lab --notebook-dir=nbs nbs/tutorials
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=nbs --LabApp.default_url=/lab/tree/tutorials $(LAB_ARGS) $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 benchmarks: data
 	$(PY) benchmarks/train_throughput.py

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def render() -> str:
-    "README text from nbs/index.ipynb: hidden cells dropped, nbdev directives stripped."
+    "README text from nbs/index.ipynb: hidden cells dropped, nbdev directives stripped, figures left in the notebook."
     nb = nbformat.read(ROOT/'nbs'/'index.ipynb', as_version=4)
     cells = []
     for c in nb.cells:
@@ -19,7 +19,9 @@ def render() -> str:
             lines = c.source.splitlines()
             if any(re.match(r'#\|\s*hide', l) for l in lines): continue
             c.source = '\n'.join(l for l in lines if not l.startswith('#|')).strip('\n')
-            c.outputs = [o for o in c.get('outputs', []) if o.get('output_type') != 'stream' or o.get('name') != 'stderr']
+            # stderr and figures stay in the notebook: a README on a package index cannot show image files beside it
+            c.outputs = [o for o in c.get('outputs', []) if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')
+                         and 'image/png' not in o.get('data', {})]
         cells.append(c)
     nb.cells = cells
     nb.metadata['language_info'] = {'name': 'python'}
