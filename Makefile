@@ -34,7 +34,7 @@ data: install
 	fi
 
 demo: data
-	$(VENV)/bin/robust-nb train --model lenet --dataset fashion_mnist --epochs 2
+	$(VENV)/bin/robust-nb reproduce fcl --quick --dataset fashion_mnist --out runs/demo
 
 test: data
 	$(VENV)/bin/nbdev_test --n_workers 2
