@@ -10,6 +10,14 @@
 Also the parts of an FCL step (the utility pass, the stacked 2B forward) and the random-projection estimate.
 Repeats are interleaved (A, B, A, B, ... with the order alternating) and medians reported.
 
+What 3x asks of Algorithm 1: an XE step is one forward (F) and one backward (W) over B images, plus the optimiser
+(A). An FCL step must at least do that, plus the input gradient of the clean batch for the utilities (I: a backward
+pass to the input that skips the weight gradients), plus a forward and backward over the 2B perturbed images. With
+costs linear in the batch, FCL / XE >= (F + W + A + I + 2 (F + W)) / (F + W + A) = 3 - 2A / (F + W + A) + I / (F + W + A),
+which is above 3 whenever the input gradient costs more than twice the optimiser step. `summary.fcl_lower_bound_over_xe`
+is this bound from the parts measured here (I = utility pass - clean forward, F + W = an XE forward and backward
+without the optimiser).
+
     python benchmarks/fcl_overhead.py [--batch-size 128] [--steps 20] [--rounds 7] [--sens-batch 8] [--sens-rounds 3]
 
 Writes benchmarks/results/fcl_overhead.json."""
@@ -86,9 +94,12 @@ def main():
     net = LeNet(num_classes=15)
     g = make_generator(a.seed)
     def utility_pass(): return embed_with_utility(net, x, y, keep_graph=False)
+    def xe_forward_backward():
+        net.zero_grad(set_to_none=True); F.cross_entropy(net(x), y).backward()
     _, _, u = utility_pass()
     xp = torch.cat([x + utility_perturbation(u, 256, 0.5, 'bottom', g), x + utility_perturbation(u, 256, 0.5, 'top', g)])
-    parts = {'clean_forward': lambda: net(x), 'utility_pass': utility_pass, 'stacked_2b_forward': lambda: net.embed(xp)}
+    parts = {'clean_forward': lambda: net(x), 'utility_pass': utility_pass, 'stacked_2b_forward': lambda: net.embed(xp),
+             'xe_forward_backward': xe_forward_backward}
     part_times = {k: [] for k in parts}
     for r in range(a.rounds):
         for name, f in parts.items():
@@ -96,6 +107,8 @@ def main():
             for _ in range(a.steps): f()
             part_times[name].append((time.perf_counter() - t) / a.steps)
     pmed = {k: 1000 * statistics.median(v) for k, v in part_times.items()}
+    input_grad_ms = pmed['utility_pass'] - pmed['clean_forward']
+    lower_bound = (1000 * med['xe'] + input_grad_ms + 2 * pmed['xe_forward_backward']) / (1000 * med['xe'])
 
     torch.manual_seed(a.seed)
     model = LeNet(num_classes=15).eval()
@@ -119,7 +132,8 @@ def main():
                      sensitivity_speedup_vs_loop_batch=smed['loop_batch'] / smed['exact_batch'],
                      estimate_speedup_vs_exact_batch=smed['exact_batch'] / smed['estimate_16_probes_batch'],
                      xe_step_ms=1000 * med['xe'], fcl_step_ms=1000 * med['fcl'],
-                     fcl_parts_ms=pmed,
+                     fcl_lower_bound_over_xe=lower_bound, fcl_over_lower_bound=med['fcl'] / (lower_bound * med['xe']),
+                     fcl_parts_ms=dict(pmed, utility_input_gradient=input_grad_ms),
                      exact_map_ms_one_image=1000 * smed['exact_1'], loop_map_ms_one_image=1000 * smed['loop_1'],
                      exact_map_ms_per_image_batch=1000 * smed['exact_batch'] / a.sens_batch,
                      loop_map_ms_per_image_batch=1000 * smed['loop_batch'] / a.sens_batch,
