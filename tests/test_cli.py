@@ -39,3 +39,25 @@ def test_missing_dataset_exit_2(tmp_path):
     r = run('train', '--dataset', 'svhn', '--quiet', env=env, cwd=tmp_path)
     if r.returncode == 0: return  # SVHN happens to be on this machine
     assert r.returncode == 2 and 'robust-nb data --download svhn' in r.stderr
+
+
+def test_reproduce_fcl_combine_joins_runs_split_by_seed(tmp_path):
+    recipe = dict(dataset='fashion_mnist', methods=['xe', 'fcl'], epochs=20, device='cpu')
+    def part(name, seeds):
+        recs = [dict(method=m, seed=s, dataset='fashion_mnist', bal=0.70 + 0.01 * s, bal_un=0.40 + 0.1 * (m == 'fcl') + 0.01 * s,
+                     bal_nun=0.50 + 0.05 * (m == 'fcl')) for s in seeds for m in ('xe', 'fcl')]
+        path = tmp_path/name/'fcl_table1_fashion_mnist.json'; path.parent.mkdir()
+        path.write_text(json.dumps(dict(recipe=dict(recipe, seeds=len(seeds), first_seed=seeds[0]), records=recs, seconds=10.0)))
+        return str(path)
+    a, b = part('a', [0, 1]), part('b', [2, 3])
+    r = run('reproduce', 'fcl', '--combine', f'{a},{b}', '--out', str(tmp_path/'all'))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path/'all'/'fcl_table1_fashion_mnist.json').read_text())
+    assert (res['recipe']['seeds'], res['recipe']['first_seed'], res['seconds']) == (4, 0, 20.0)
+    assert sorted({rec['seed'] for rec in res['records']}) == [0, 1, 2, 3]
+    assert abs(res['claim']['bal_un_gain'] - 0.1) < 1e-9 and res['claim']['bal_un_gain_over_2sd']   # sd of the seeds 0.0129
+    assert abs(res['claim']['bal_change']) < 1e-9 and res['claim']['bal_within_one_point']
+    assert (tmp_path/'all'/'fcl_table1_fashion_mnist.png').exists() and (tmp_path/'all'/'fcl_table1_fashion_mnist.csv').exists()
+    r = run('reproduce', 'fcl', '--combine', f'{a},{a}', '--out', str(tmp_path/'bad'))
+    assert r.returncode == 2 and 'share seeds' in r.stderr
+    assert not (tmp_path/'bad').exists()
