@@ -16,7 +16,7 @@ from ..core import check_choice, check_float, check_images, check_int, make_gene
 
 # %% auto #0
 __all__ = ['Norm', 'NORMS', 'ATTACKS', 'eval_mode', 'uniform_ball', 'random_start_noise', 'fgsm', 'pgd', 'least_likely_target',
-           'pgd_ll', 'mi_fgsm', 'cw_l2', 'BoxL2Solver', 'boundary_gradient_attack', 'get_attack']
+           'pgd_ll', 'mi_fgsm', 'cw_l2', 'BoxL2Solver', 'predict_classes', 'boundary_gradient_attack', 'get_attack']
 
 # %% ../../nbs/30_eval.attacks.ipynb #48cd2dba
 Norm = Literal['linf', 'l2']
@@ -291,7 +291,7 @@ class BoxL2Solver:
         d = self.sign * torch.minimum(lam[:, None] * self.a, self.cap)
         return d, feasible
 
-# %% ../../nbs/30_eval.attacks.ipynb #555c8de3
+# %% ../../nbs/30_eval.attacks.ipynb #fa7d2a6a
 def _input_jacobian(model, x: Tensor) -> tuple[Tensor, Tensor]:
     "Logits [B, K] and their gradients wrt the input, [B, K, m] (one backward pass per class)."
     with torch.enable_grad():
@@ -301,7 +301,7 @@ def _input_jacobian(model, x: Tensor) -> tuple[Tensor, Tensor]:
         J = torch.stack([torch.autograd.grad(logits[:, k].sum(), xg, retain_graph=k < K - 1)[0].flatten(1) for k in range(K)], 1)
     return logits.detach(), J
 
-def _predict(model, x: Tensor, batch_size: int = 1024) -> Tensor:
+def predict_classes(model, x: Tensor, batch_size: int = 1024) -> Tensor:
     "Predicted classes of `x`, in chunks, without gradients."
     with torch.no_grad(): return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
@@ -334,7 +334,7 @@ def boundary_gradient_attack(model: nn.Module, x: Tensor, y: Tensor,
         s, lo, hi = torch.ones_like(c), torch.zeros_like(c), torch.full_like(c, math.inf)
         for _ in range(search_steps):
             d, feasible = solver(s * c)
-            adv = _predict(model, (xf + d).view(-1, *shape[1:]), batch_size) != yf
+            adv = predict_classes(model, (xf + d).view(-1, *shape[1:]), batch_size) != yf
             hi = torch.where(adv, torch.minimum(hi, s), hi)
             lo = torch.where(adv, lo, torch.maximum(lo, s))
             stuck = ~adv & ~feasible                       # the box is exhausted and still no class change
