@@ -10,21 +10,28 @@ from pathlib import Path
 import torch
 
 from .core import get_device, seed_everything
-from .data import DATASETS, data_status, get_spec, load_dataset
+from .data import DATASETS, data_status, get_spec, load_dataset, verify_datasets
+from .experiments.common import device_option, float_option, int_option, out_option
 from .models import MODELS, count_parameters, create_model
 from .train import ExponentialDecay, evaluate, fit, save_model
 
 # %% auto #0
-__all__ = ['REPRODUCTIONS', 'COMMANDS', 'cmd_data', 'cmd_train', 'build_parser', 'main']
+__all__ = ['REPRODUCTIONS', 'COMMANDS', 'OPTION_NAMES', 'cmd_data', 'cmd_train', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #4a0c0455
 def cmd_data(args) -> int:
-    "Print where each data set is (or how to get it); download one on request."
+    "Print where each data set is (or how to get it); download one on request; with `--verify`, read every found file in full."
+    import pandas as pd
     if args.download:
         d = load_dataset(args.download, 'train', download=True)
         print(f"{args.download}: {len(d)} training images ready")
+    if args.verify:
+        v = verify_datasets()
+        with pd.option_context('display.max_colwidth', 100, 'display.width', 200): print(v.to_string(index=False) if len(v) else 'no data set found')
+        bad = v[~v.ok]
+        for _, r in bad.iterrows(): print(f"robust-nb data: {r.dataset} ({r.split}): {r.problem}", file=sys.stderr)
+        return 1 if len(bad) else 0
     st = data_status()
-    import pandas as pd
     with pd.option_context('display.max_colwidth', 60, 'display.width', 160): print(st.to_string(index=False))
     return 0
 
@@ -35,6 +42,7 @@ def cmd_train(args) -> int:
     spec = get_spec(args.dataset)
     train = load_dataset(args.dataset, 'train')
     test = load_dataset(args.dataset, 'test')
+    if args.limit == 1: raise ValueError("--limit: must be 0 (all) or at least 2 (one image cannot be split into training and validation)")
     if args.limit: train = train.take(min(args.limit, len(train)), seed=args.seed)
     train, val = train.split(args.val_size, seed=args.seed)
     seed_everything(args.seed)
@@ -60,21 +68,22 @@ def cmd_train(args) -> int:
 def _add_data(sub):
     p = sub.add_parser('data', help='where each data set is, or how to get it')
     p.add_argument('--download', choices=list(DATASETS), help='fetch this data set through torchvision')
+    p.add_argument('--verify', action='store_true', help='read every data set found in full and check it (exit status 1 when one is corrupt)')
     return cmd_data
 
 def _add_train(sub):
     p = sub.add_parser('train', help='train a model with cross-entropy and report test accuracy')
     p.add_argument('--model', default='lenet', choices=list(MODELS))
     p.add_argument('--dataset', default='fashion_mnist', choices=list(DATASETS))
-    p.add_argument('--epochs', type=int, default=2)
-    p.add_argument('--batch-size', type=int, default=128)
-    p.add_argument('--lr', type=float, default=2e-3)
-    p.add_argument('--lr-decay', type=float, default=0.89, help='per-epoch learning-rate factor (1 = constant)')
-    p.add_argument('--val-size', type=float, default=0.1, help='fraction of the training split held out for validation')
-    p.add_argument('--limit', type=int, default=0, help='use only this many training images (0 = all)')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--device', default=None, help='cpu, cuda, mps (default: automatic)')
-    p.add_argument('--out', default=None, help='folder for weights, history.csv and result.json')
+    p.add_argument('--epochs', type=int_option(min=1), default=2)
+    p.add_argument('--batch-size', type=int_option(min=1), default=128)
+    p.add_argument('--lr', type=float_option(min=0, min_open=True), default=2e-3)
+    p.add_argument('--lr-decay', type=float_option(min=0, max=1, min_open=True), default=0.89, help='per-epoch learning-rate factor in (0, 1] (1 = constant)')
+    p.add_argument('--val-size', type=float_option(min=0, max=0.5, min_open=True), default=0.1, help='fraction of the training split held out for validation, in (0, 0.5]')
+    p.add_argument('--limit', type=int_option(min=0), default=0, help='use only this many training images (0 = all; at least 2 otherwise)')
+    p.add_argument('--seed', type=int_option(min=0), default=0)
+    p.add_argument('--device', type=device_option, default=None, help='cpu, cuda, mps (default: automatic)')
+    p.add_argument('--out', type=out_option, default=None, help='folder for weights, history.csv and result.json')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     return cmd_train
 
@@ -105,8 +114,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `robust-nb` console script."
     parser, handlers = build_parser()
-    args = parser.parse_args(argv)
+    try: args = parser.parse_args(argv)
+    except SystemExit as e: return e.code  # argparse printed the usage and the error (or the help)
     try: return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as e:
-        print(f"robust-nb {args.command}: error: {e}", file=sys.stderr)
+        print(f"robust-nb {args.command}: error: {_as_option(str(e), args)}", file=sys.stderr)
         return 2
+
+OPTION_NAMES = {'paths': '--combine', 'n_cs': '--n-c', 'n': '--limit', 'gamma': '--lr-decay', 'val_size': '--val-size'}  # library names the command's options feed
+
+def _as_option(message: str, args) -> str:
+    "`message` with a leading library argument name (`name: ...`) replaced by the option that set it."
+    name, sep, rest = message.partition(': ')
+    if not sep or ' ' in name: return message
+    if name in OPTION_NAMES: return f"{OPTION_NAMES[name]}: {rest}"
+    if name in vars(args): return f"--{name.replace('_', '-')}: {rest}"
+    return message

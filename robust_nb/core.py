@@ -13,9 +13,9 @@ import torch
 
 # %% auto #0
 __all__ = ['RobustNBError', 'DataNotFoundError', 'CorruptFileError', 'TrainingDivergedError', 'check_int', 'check_float',
-           'check_choice', 'check_images', 'check_labels', 'check_embed_head', 'get_device', 'model_device',
-           'seed_everything', 'make_generator', 'derive_seed', 'rand_on', 'randn_on', 'in_test', 'environment_info',
-           'atomic_write']
+           'check_choice', 'check_images', 'check_labels', 'check_embed_head', 'check_model', 'check_model_input',
+           'model_num_classes', 'check_model_labels', 'get_device', 'model_device', 'seed_everything', 'make_generator',
+           'derive_seed', 'rand_on', 'randn_on', 'in_test', 'environment_info', 'atomic_write']
 
 # %% ../nbs/00_core.ipynb #47548dbc
 class RobustNBError(Exception):
@@ -99,7 +99,49 @@ def check_embed_head(model, name: str = 'model'):
     if not (callable(getattr(model, 'embed', None)) and callable(getattr(model, 'head', None))):
         raise ValueError(f"{name}: needs `embed(x)` and `head(z)` methods (the penultimate-layer split); "
                          f"wrap a plain classifier with robust_nb.models.EmbedHead or TorchvisionClassifier")
+    return check_model(model, name)
+
+def check_model(model, name: str = 'model') -> torch.nn.Module:
+    "`model` if it is a `torch.nn.Module`, else a `ValueError` naming `name`."
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"{name}: expected a torch.nn.Module classifier (images [B, C, H, W] to logits [B, K]), got {type(model).__name__}"
+                         + (": wrap a function in an nn.Module whose forward calls it" if callable(model) else ''))
     return model
+
+def check_model_input(model, x, name: str = 'x') -> torch.Tensor:
+    "`x` if it is a float image batch in [0, 1] of the shape the model expects (its `input_shape`, when it has one), else a `ValueError`."
+    shape = getattr(model, 'input_shape', None)
+    if shape is not None and isinstance(x, torch.Tensor) and x.ndim == 3 and tuple(x.shape) == tuple(shape):
+        raise ValueError(f"{name}: expected a batch [B, {', '.join(map(str, shape))}], got one image of shape {tuple(x.shape)}; add the batch dimension with x[None]")
+    check_images(x, name)
+    if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"{name}: the model expects images [B, {', '.join(map(str, shape))}], got {tuple(x.shape)}")
+    return x
+
+def model_num_classes(model, x: torch.Tensor | None = None) -> int | None:
+    "The number of classes `model` predicts: its `num_classes`, else the width of its logits on `x[:1]`, else None."
+    k = getattr(model, 'num_classes', None)
+    if isinstance(k, (int, np.integer)) and not isinstance(k, bool): return int(k)
+    if x is None: return None
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad(): out = model(x[:1])
+    finally: model.train(was)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        raise ValueError(f"model: expected logits [B, K] from the model, got {type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}")
+    return out.shape[1]
+
+def check_model_labels(model, y, x: torch.Tensor | None = None, name: str = 'y', n: int | None = None) -> torch.Tensor:
+    "`y` if it is an integer label vector (of length `n`) within the classes the model predicts, else a `ValueError`."
+    k = model_num_classes(model, x)
+    if k is None:
+        if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point():
+            raise ValueError(f"{name}: expected a 1-d integer tensor of class indices, got {getattr(y, 'dtype', type(y).__name__)}")
+        k = int(y.max()) + 1 if len(y) else 1
+    try: return check_labels(y, k, name, n)
+    except ValueError as e:
+        raise ValueError(f"{e} (the model predicts {k} classes)" if 'must lie in' in str(e) else str(e)) from None
 
 # %% ../nbs/00_core.ipynb #6309de38
 def get_device(device: str | torch.device | None = None, # explicit choice; `None` picks automatically
@@ -137,12 +179,18 @@ def seed_everything(seed: int, # any non-negative integer
     return make_generator(seed, device)
 
 def make_generator(seed: int | torch.Generator | None = None, # a seed, an existing generator (returned as is) or None for a random seed
-                   device: str | torch.device = 'cpu'):
+                   device: str | torch.device = 'cpu', # where a new generator lives
+                   name: str = 'seed', # the argument's name in error messages (e.g. 'generator')
+                  ) -> torch.Generator:
     "A `torch.Generator` on `device` seeded with `seed`."
     if isinstance(seed, torch.Generator): return seed
-    g = torch.Generator(device=torch.device(device))
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ValueError(f"{name}: expected a non-negative integer seed, a torch.Generator or None, got {type(seed).__name__} {seed!r:.60}"
+                         + (" (NumPy generators are not accepted: pass an integer seed)" if isinstance(seed, np.random.Generator) else ''))
+    if seed is not None: seed = check_int(seed, name, min=0, max=2**64 - 1)
+    g = torch.Generator(device=get_device(device))
     if seed is None: g.seed()
-    else: g.manual_seed(int(seed))
+    else: g.manual_seed(seed)
     return g
 
 def derive_seed(*parts: int) -> int:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #10cb14ef
 from __future__ import annotations
-import gzip, os, shutil, struct, tempfile
+import gzip, os, shutil, struct, tempfile, zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -13,24 +13,44 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .core import CorruptFileError, DataNotFoundError, check_choice, check_int, check_float, make_generator
+from .core import (CorruptFileError, DataNotFoundError, check_choice, check_int, check_float, check_images, check_model,
+                            check_model_input, check_model_labels, get_device, make_generator)
 
 # %% auto #0
-__all__ = ['DATASETS', 'ImageData', 'read_idx', 'write_idx', 'DatasetSpec', 'project_root', 'data_roots', 'find_dataset',
-           'get_spec', 'download_root', 'load_dataset', 'data_status']
+__all__ = ['DATASETS', 'ImageData', 'check_data', 'read_idx', 'write_idx', 'DatasetSpec', 'project_root', 'data_roots',
+           'find_dataset', 'get_spec', 'download_root', 'load_dataset', 'data_status', 'verify_datasets']
 
 # %% ../nbs/01_data.ipynb #01ee8c39
 class ImageData:
     "Images `x` (`uint8` or float in [0, 1]) `[N, C, H, W]` with labels `y` `[N]`, served as float batches by index slicing."
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, classes: list[str] | None = None, name: str = ''):
+    def __init__(self, x: torch.Tensor, # uint8 images (0-255) or float images in [0, 1], [N, C, H, W]
+                 y: torch.Tensor, # integer class indices in [0, len(classes)), [N]
+                 classes: list[str] | None = None, # class names (default: '0', '1', ... up to the largest label)
+                 name: str = ''):
         if not isinstance(x, torch.Tensor) or x.ndim != 4:
-            raise ValueError(f"x: expected a tensor [N, C, H, W], got {getattr(x, 'shape', type(x).__name__)}")
+            raise ValueError(f"x: expected a tensor [N, C, H, W], got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         if x.dtype != torch.uint8 and not x.is_floating_point():
-            raise ValueError(f"x: expected uint8 or float images, got {x.dtype}")
+            raise ValueError(f"x: expected uint8 images (0-255) or float images in [0, 1], got {x.dtype}")
+        if x.is_floating_point(): _check_unit_range(x, 'x')
         if not isinstance(y, torch.Tensor) or y.ndim != 1 or len(y) != len(x):
-            raise ValueError(f"y: expected {len(x)} labels in a 1-d tensor, got {getattr(y, 'shape', type(y).__name__)}")
+            raise ValueError(f"y: expected {len(x)} labels in a 1-d tensor, got {tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise ValueError(f"y: expected integer class indices, got {y.dtype} (convert whole-number labels with y.long())")
+        if classes is not None and (isinstance(classes, str) or not hasattr(classes, '__len__') or len(classes) == 0):
+            raise ValueError(f"classes: expected a non-empty list of class names, got {classes!r:.60}")
+        k = len(classes) if classes is not None else None
+        if len(y) and (y.min() < 0 or (k is not None and y.max() >= k)):
+            within = f"[0, {k - 1}] ({k} classes)" if k is not None else "[0, number of classes - 1]"
+            raise ValueError(f"y: labels must lie in {within}, got [{y.min().item()}, {y.max().item()}]")
         self.x, self.y, self.name = x, y.long(), name
         self.classes = list(classes) if classes is not None else [str(i) for i in range(int(y.max()) + 1 if len(y) else 0)]
+
+    @classmethod
+    def _trusted(cls, x, y, classes, name) -> ImageData:
+        "An `ImageData` of parts taken from a checked one (a subset or a device move): no second check."
+        d = cls.__new__(cls)
+        d.x, d.y, d.classes, d.name = x, y, classes, name
+        return d
 
     def __len__(self): return len(self.y)
     def __repr__(self): return f"ImageData({self.name or 'unnamed'}: {len(self)} images of {tuple(self.x.shape[1:])}, {self.num_classes} classes, {self.x.dtype}, {self.device})"
@@ -47,15 +67,22 @@ class ImageData:
         x = self.x[idx]
         return (x.float().div_(255) if x.dtype == torch.uint8 else x), self.y[idx]
 
+def _check_unit_range(x: torch.Tensor, name: str, chunk: int = 2**24):
+    "A `ValueError` naming `name` unless every value of the float tensor `x` is finite and in [0, 1] (checked in chunks)."
+    for c in x.detach().reshape(-1).split(chunk):
+        if not torch.isfinite(c).all(): raise ValueError(f"{name}: float images must be finite (found NaN or inf); accepted: uint8 (0-255) or float in [0, 1]")
+        lo, hi = c.aminmax()
+        if lo < 0 or hi > 1: raise ValueError(f"{name}: float images must lie in [0, 1], found values in [{lo.item():.3g}, {hi.item():.3g}]; divide uint8-range floats by 255, or pass uint8")
+
 # %% ../nbs/01_data.ipynb #650c2b9c
 def _subset(self: ImageData, idx) -> ImageData:
     "A new `ImageData` holding the items at `idx` (shares no storage with a slice of itself only when `idx` is a tensor)."
-    return ImageData(self.x[idx], self.y[idx], self.classes, self.name)
+    return ImageData._trusted(self.x[idx], self.y[idx], self.classes, self.name)
 
 def _to(self: ImageData, device) -> ImageData:
     "This data set on `device` (the whole set moves at once)."
-    device = torch.device(device)
-    return self if self.device == device else ImageData(self.x.to(device), self.y.to(device), self.classes, self.name)
+    device = get_device(device)
+    return self if self.device == device else ImageData._trusted(self.x.to(device), self.y.to(device), self.classes, self.name)
 
 def _split(self: ImageData, val_size: float | int = 0.1, # a fraction in (0, 1) or a number of items
            seed: int = 0) -> tuple[ImageData, ImageData]:
@@ -86,7 +113,7 @@ def _batches(self: ImageData, batch_size: int = 256, shuffle: bool = False,
     batch_size = check_int(batch_size, 'batch_size', min=1)
     n = len(self)
     if n == 0: raise ValueError(f"data: the data set {self.name!r} is empty")
-    order = torch.randperm(n, generator=make_generator(generator)).to(self.device) if shuffle else None
+    order = torch.randperm(n, generator=make_generator(generator, name='generator')).to(self.device) if shuffle else None
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     for i in range(0, stop, batch_size):
         yield self[order[i:i + batch_size]] if order is not None else self[i:i + batch_size]
@@ -97,6 +124,28 @@ def _num_batches(self: ImageData, batch_size: int, drop_last: bool = False) -> i
 
 ImageData.batches, ImageData.num_batches = _batches, _num_batches
 
+# %% ../nbs/01_data.ipynb #670378c9
+def check_data(data, # an ImageData or a pair of tensors (x, y)
+               model: torch.nn.Module | None = None, # when given: the images must fit it and the labels be among its classes
+               name: str = 'data') -> ImageData | tuple[torch.Tensor, torch.Tensor]:
+    "`data` if it is an `ImageData` or a pair `(x, y)` of float images in [0, 1] and matching integer labels (fitting `model`), else a `ValueError` naming `name`."
+    if model is not None: check_model(model)
+    if isinstance(data, ImageData):
+        if len(data) == 0: raise ValueError(f"{name}: the data set is empty")
+        x, y = data[0:1][0], data.y
+        if model is not None: check_model_input(model, x, name)
+    elif isinstance(data, (tuple, list)):
+        if len(data) != 2: raise ValueError(f"{name}: expected an ImageData or a pair (x, y), got a sequence of {len(data)}")
+        x, y = data
+        check_model_input(model, x, f'{name} images') if model is not None else check_images(x, f'{name} images')
+        if not isinstance(y, torch.Tensor) or y.ndim != 1 or len(y) != len(x):
+            raise ValueError(f"{name} labels: expected a 1-d tensor with one label per image ({len(x)}), got "
+                             f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+    else: raise ValueError(f"{name}: expected an ImageData or a pair (x, y) of tensors, got {type(data).__name__}")
+    if model is not None: check_model_labels(model, y, x[:1], name=f'{name} labels')
+    elif y.is_floating_point() or (len(y) and y.min() < 0): raise ValueError(f"{name} labels: expected non-negative integer class indices, got {y.dtype}")
+    return data
+
 # %% ../nbs/01_data.ipynb #f57ab2fc
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'), 0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
 
@@ -105,7 +154,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         with (gzip.open(path, 'rb') if path.suffix == '.gz' else open(path, 'rb')) as f: raw = f.read()
-    except (OSError, EOFError) as e: raise CorruptFileError(f"{path}: cannot be read as {'gzip' if path.suffix == '.gz' else 'IDX'} ({e})") from e
+    except (OSError, EOFError, zlib.error) as e:
+        raise CorruptFileError(f"{path}: cannot be read as {'gzip' if path.suffix == '.gz' else 'IDX'} ({type(e).__name__}: {e}); the file is truncated or corrupt") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise CorruptFileError(f"{path}: not an IDX file (bad magic number)")
     ndim, dtype = raw[3], np.dtype(_IDX_DTYPES[raw[2]])
@@ -131,9 +181,11 @@ def _read_mnist_like(folder: Path, split: str):
         for name in (f'{stem}.gz', stem):
             if (folder/name).exists(): return folder/name
         raise CorruptFileError(f"{folder/stem}.gz: missing")
-    x, y = read_idx(find(f'{prefix}-images-idx3-ubyte')), read_idx(find(f'{prefix}-labels-idx1-ubyte'))
-    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-        raise CorruptFileError(f"{folder}: images {x.shape} and labels {y.shape} do not match")
+    xf, yf = find(f'{prefix}-images-idx3-ubyte'), find(f'{prefix}-labels-idx1-ubyte')
+    x, y = read_idx(xf), read_idx(yf)
+    if x.ndim != 3: raise CorruptFileError(f"{xf}: expected images [N, H, W], found an array of shape {x.shape}" + (" (a labels file?)" if x.ndim == 1 else ''))
+    if y.ndim != 1: raise CorruptFileError(f"{yf}: expected labels [N], found an array of shape {y.shape}" + (" (an images file?)" if y.ndim == 3 else ''))
+    if len(x) != len(y): raise CorruptFileError(f"{xf} holds {len(x)} images but {yf} holds {len(y)} labels")
     return torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
 
 def _read_cifar(folder: Path, split: str, hundred: bool):
@@ -246,6 +298,12 @@ def download_root() -> Path:
     root = project_root() or project_root(_package_dir())
     return (root/'data') if root else Path.cwd()/'data'
 
+def _fix_hint(name: str) -> str:
+    "What to run when a data set's files are corrupt."
+    reinstall = "re-install Debian's package (apt-get install --reinstall dataset-fashion-mnist), " if name == 'fashion_mnist' else ''
+    return (f"Fix: {reinstall}or delete the file and re-download (robust-nb data --download {name}); "
+            f"`robust-nb data --verify` checks every data set found.")
+
 def _not_found(name: str, split: str) -> DataNotFoundError:
     spec = get_spec(name)
     places = '\n'.join(f'  {c}' for c in _candidates(spec))
@@ -279,10 +337,18 @@ def load_dataset(name: str, # one of `DATASETS`: mnist, fashion_mnist, cifar10, 
         folder = find_dataset(name, split)
     if folder is None: raise _not_found(name, split)
     mtime = max((folder/f).stat().st_mtime if (folder/f).exists() else (folder/f'{f}.gz').stat().st_mtime for f in spec.files[split])
-    x, y, classes = _read_cached(name, split, str(folder.resolve()), mtime)
-    if tuple(x.shape[1:]) != spec.shape: raise CorruptFileError(f"{folder}: expected images of shape {spec.shape}, got {tuple(x.shape[1:])}")
-    data = ImageData(x, y, classes, name)
+    data = _read_checked(name, split, folder, mtime)
     return data.to(device) if device is not None else data
+
+def _read_checked(name: str, split: str, folder: Path, mtime: float | None = None) -> ImageData:
+    "Read and check one split from `folder`; any problem is a `CorruptFileError` naming the folder or file and the fix."
+    spec = get_spec(name)
+    try:
+        x, y, classes = _read_cached(name, split, str(folder.resolve()), mtime) if mtime is not None else _read_cached.__wrapped__(name, split, str(folder), 0.0)
+        if tuple(x.shape[1:]) != spec.shape: raise CorruptFileError(f"{folder}: expected images of shape {spec.shape}, got {tuple(x.shape[1:])}")
+        try: return ImageData(x, y, classes, name)
+        except ValueError as e: raise CorruptFileError(f"{folder}: the {split} files do not hold a valid data set ({e})") from e
+    except CorruptFileError as e: raise CorruptFileError(f"{e}\n{_fix_hint(name)}") from e
 
 # %% ../nbs/01_data.ipynb #24db2e6d
 def data_status() -> 'pd.DataFrame':
@@ -297,3 +363,16 @@ def data_status() -> 'pd.DataFrame':
                              megabytes=round(size / 2**20, 1),
                              how_to_get='' if folder else ('make data' if name == 'fashion_mnist' else f'robust-nb data --download {name}')))
     return pd.DataFrame(rows)
+
+def verify_datasets() -> 'pd.DataFrame':
+    "Read every data set split found on this machine in full and check it: one row per split with `ok` and the problem found."
+    import pandas as pd
+    rows = []
+    for name, spec in DATASETS.items():
+        for split in spec.files:
+            folder = find_dataset(name, split)
+            if folder is None: continue
+            try: n, problem = len(_read_checked(name, split, folder)), ''
+            except CorruptFileError as e: n, problem = 0, str(e).split('\n')[0]
+            rows.append(dict(dataset=name, split=split, folder=str(folder), images=n, ok=not problem, problem=problem))
+    return pd.DataFrame(rows, columns=['dataset', 'split', 'folder', 'images', 'ok', 'problem'])

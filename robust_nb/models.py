@@ -26,12 +26,25 @@ class Normalize(nn.Module):
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
     def forward(self, x): return (x - self.mean) / self.std
 
+def _check_input(model: nn.Module, x):
+    "A `ValueError` naming the shape `model` expects when `x` is not a batch of its images (no data is read)."
+    shape = getattr(model, 'input_shape', None)
+    if not isinstance(x, torch.Tensor): raise ValueError(f"x: expected a torch.Tensor of images [B, C, H, W], got {type(x).__name__}")
+    if shape is None: return
+    if x.ndim != 4 or x.shape[1] != shape[0]:
+        hint = '; add the batch dimension with x[None]' if x.ndim == 3 and tuple(x.shape) == tuple(shape) else ''
+        raise ValueError(f"x: {type(model).__name__} expects images [B, {', '.join(map(str, shape))}], got {tuple(x.shape)}{hint}")
+
 class ImageClassifier(nn.Module):
     "Base class: `forward(x) = head(embed(x))`; subclasses build `self.body` (images to `[B, E]`) and `self.fc`."
     input_shape: tuple[int, int, int] | None = None
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         "The penultimate-layer representation phi(x), `[B, E]`."
-        return self.body(x)
+        _check_input(self, x)
+        try: return self.body(x)
+        except RuntimeError as e:
+            if self.input_shape is None or tuple(x.shape[1:]) == tuple(self.input_shape): raise
+            raise ValueError(f"x: {type(self).__name__} expects images [B, {', '.join(map(str, self.input_shape))}], got {tuple(x.shape)} ({e})") from None
     def head(self, z: torch.Tensor) -> torch.Tensor:
         "Logits from an embedding."
         return self.fc(z)

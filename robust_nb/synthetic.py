@@ -41,6 +41,10 @@ def check_base(data: ImageData, name: str = 'base') -> ImageData:
 def shrink(x: torch.Tensor, # uint8 images [N, C, H, W]
            size: int) -> torch.Tensor:
     "Images scaled down to `size` x `size` pixels (antialiased bilinear), as uint8."
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.dtype != torch.uint8:
+        raise ValueError(f"x: expected uint8 images [N, C, H, W] (0-255), got {x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}"
+                         + (f" of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else '')
+                         + ("; convert float images in [0, 1] with (x * 255).round().to(torch.uint8)" if isinstance(x, torch.Tensor) and x.is_floating_point() else ''))
     size = check_int(size, 'size', min=1)
     small = F.interpolate(x.float(), size=(size, size), mode='bilinear', antialias=True, align_corners=False)
     return small.round_().clamp_(0, 255).to(torch.uint8)
@@ -161,7 +165,11 @@ def corner_task(base: str | tuple[ImageData, ImageData] | None = None, # 'mnist'
     val_pool, n_val = _balanced_pool(train_base, rank, torch.ones(len(train_base), dtype=torch.bool), val_per_class)
     train_pool = (rank >= n_val).nonzero().squeeze(1)
     ty = train_base.y[train_pool]
-    n_rare = check_int(n_rare, 'n_rare', min=0, max=int(torch.bincount(ty, minlength=10)[:5].min()))
+    left = int(torch.bincount(ty, minlength=10)[:5].min())
+    n_rare = check_int(n_rare, 'n_rare', min=0)
+    if n_rare > left:
+        raise ValueError(f"n_rare: {n_rare} rare training images per class are asked for, but the base set's smallest class among 0-4 has only "
+                         f"{left} images left after val_per_class={n_val} went to validation; lower n_rare or val_per_class, or use a larger base set")
     tr = _class_ranks(ty, g)
     with_corner = torch.where(ty < 5, tr < n_rare, torch.rand(len(ty), generator=g) < common_corner_fraction)
     train, train_meta = _compose(train_base, train_pool, with_corner, g, corner_size, margin, combine)

@@ -29,7 +29,7 @@ def test_train_prints_history_and_test_accuracy(tmp_path, fmnist_available):
 
 def test_bad_arguments_exit_2_with_message(fmnist_available):
     r = run('train', '--batch-size', '0', '--limit', '300', '--quiet')
-    assert r.returncode == 2 and 'batch_size: must be >= 1' in r.stderr
+    assert r.returncode == 2 and 'argument --batch-size: must be >= 1' in r.stderr
     r = run('train', '--model', 'nope')
     assert r.returncode == 2 and "invalid choice: 'nope'" in r.stderr
 

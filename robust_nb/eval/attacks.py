@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import check_choice, check_float, check_images, check_int, make_generator
+from ..core import check_choice, check_float, check_images, check_int, check_model, check_model_input, make_generator
 
 # %% auto #0
 __all__ = ['Norm', 'NORMS', 'ATTACKS', 'eval_mode', 'uniform_ball', 'random_start_noise', 'fgsm', 'pgd', 'least_likely_target',
@@ -60,9 +60,9 @@ def _check_classes(logits: Tensor, **labels):
     for name, t in labels.items():
         if t is not None and t.max() >= k: raise ValueError(f"{name}: labels must lie in [0, {k - 1}] for this model, got {t.max().item()}")
 
-def _prepare(x, y, eps, target=None, allow_inf: bool = False):
+def _prepare(model, x, y, eps, target=None, allow_inf: bool = False):
     "Validated `(x, y, eps, target)`; `x` detached (never written to)."
-    x = check_images(x).detach()
+    x = check_model_input(check_model(model), x).detach()
     y = _check_y(y, x)
     return x, y, _check_eps(eps, allow_inf=allow_inf), _check_target(target, y, x)
 
@@ -87,7 +87,7 @@ def _project(delta: Tensor, eps: float, norm: str) -> Tensor:
 
 def _draw(kind: str, shape, generator, device) -> Tensor:
     "`rand` or `randn` from `generator` (drawn on the generator's device, moved to `device`)."
-    g = make_generator(generator, device if generator is None or isinstance(generator, int) else 'cpu')
+    g = make_generator(generator, device if generator is None or isinstance(generator, int) else 'cpu', 'generator')
     fn = torch.rand if kind == 'rand' else torch.randn
     return fn(shape, generator=g, device=g.device).to(device)
 
@@ -125,7 +125,7 @@ def fgsm(model: nn.Module, # classifier returning logits
          target: Tensor | int | None = None, # target class(es) for a targeted attack
         ) -> Tensor:
     "FGSM (Goodfellow et al. 2015), L-inf by default: `x + eps * sign(grad CE)`, clipped to [0, 1]; targeted: descend CE on `target`."
-    x, y, eps, target = _prepare(x, y, eps, target)
+    x, y, eps, target = _prepare(model, x, y, eps, target)
     norm = check_choice(norm, 'norm', NORMS)
     with eval_mode(model):
         if eps == 0: return _unchanged(model, x, y, target)
@@ -145,7 +145,7 @@ def pgd(model: nn.Module, # classifier returning logits
         generator: torch.Generator | int | None = None, # randomness of the start
        ) -> Tensor:
     "PGD (Madry et al. 2018), L-inf or L2, 10 steps of 4/3 eps/steps by default; targeted when `target` is given."
-    x, y, eps, target = _prepare(x, y, eps, target)
+    x, y, eps, target = _prepare(model, x, y, eps, target)
     steps = check_int(steps, 'steps', min=1)
     norm = check_choice(norm, 'norm', NORMS)
     alpha = 4 / 3 * eps / steps if step_size is None else check_float(step_size, 'step_size', min=0, min_open=True)
@@ -163,7 +163,7 @@ def least_likely_target(model: nn.Module, x: Tensor,
                         y: Tensor | None = None, # true labels to exclude from the choice
                        ) -> Tensor:
     "The class with the lowest logit for every image (never `y` when it is given)."
-    x = check_images(x)
+    x = check_model_input(check_model(model), x)
     with eval_mode(model), torch.no_grad():
         logits = model(x)
         if y is not None:
@@ -187,7 +187,7 @@ def mi_fgsm(model: nn.Module, # the model the gradients come from (a surrogate f
             norm: Norm = 'linf', # 'linf' (sign steps) or 'l2' (normalised steps)
             target: Tensor | int | None = None) -> Tensor:
     "MI-FGSM (Dong et al. 2018), L-inf, 10 steps of eps/steps with momentum 1.0 on L1-normalised gradients."
-    x, y, eps, target = _prepare(x, y, eps, target)
+    x, y, eps, target = _prepare(model, x, y, eps, target)
     steps = check_int(steps, 'steps', min=1)
     decay = check_float(decay, 'decay', min=0)
     norm = check_choice(norm, 'norm', NORMS)
@@ -219,7 +219,7 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor,
           lr: float = 0.01, # Adam learning rate (Carlini and Wagner: 0.01)
           target: Tensor | int | None = None) -> Tensor:
     "CW-L2 (Carlini and Wagner 2017): Adam in tanh space, 40 steps, confidence 50 (M-TLAT), 5-step binary search over c from 1."
-    x, y, eps, target = _prepare(x, y, eps, target, allow_inf=True)
+    x, y, eps, target = _prepare(model, x, y, eps, target, allow_inf=True)
     steps, search_steps = check_int(steps, 'steps', min=1), check_int(search_steps, 'search_steps', min=1)
     confidence = check_float(confidence, 'confidence', min=0)
     c0, lr = check_float(c, 'c', min=0, min_open=True), check_float(lr, 'lr', min=0, min_open=True)
@@ -303,6 +303,7 @@ def _input_jacobian(model, x: Tensor) -> tuple[Tensor, Tensor]:
 
 def predict_classes(model, x: Tensor, batch_size: int = 1024) -> Tensor:
     "Predicted classes of `x`, in chunks, without gradients."
+    batch_size = check_int(batch_size, 'batch_size', min=1)
     with torch.no_grad(): return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
 def boundary_gradient_attack(model: nn.Module, x: Tensor, y: Tensor,
@@ -313,7 +314,7 @@ def boundary_gradient_attack(model: nn.Module, x: Tensor, y: Tensor,
                              batch_size: int = 1024, # images per forward pass in the search
                             ) -> Tensor:
     "BG (Hein and Andriushchenko 2017; Tibo et al. 2021): minimal-L2 box-constrained step to the linearised boundary, scaled onto the real one; L2, all classes, growth 1.2, 20 search steps."
-    x, y, eps, target = _prepare(x, y, eps, target, allow_inf=True)
+    x, y, eps, target = _prepare(model, x, y, eps, target, allow_inf=True)
     search_steps = check_int(search_steps, 'search_steps', min=1)
     growth = check_float(growth, 'growth', min=1, min_open=True)
     B, shape, view = len(x), x.shape, (-1,) + (1,) * (x.ndim - 1)

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..data import check_data
 from ..core import (check_images, check_int, check_float, check_choice, make_generator, derive_seed,
                             get_device, model_device, rand_on, randn_on)
 
@@ -117,7 +118,7 @@ def resolve_table(x: torch.Tensor, table: str | None = None) -> str:
 def _setup(x, severity, generator, table=None, name=None, channels=(1, 3)):
     check_images(x, 'x', channels=channels, min_size=8)
     s = check_severity(severity)
-    g = generator if isinstance(generator, torch.Generator) else make_generator(generator, 'cpu')
+    g = generator if isinstance(generator, torch.Generator) else make_generator(generator, 'cpu', 'generator')
     p = PARAMS[resolve_table(x, table)][name][s - 1] if name is not None else None
     return s, g, p
 
@@ -372,7 +373,7 @@ def plasma_fractal(n: int, # number of maps
                    device=None) -> torch.Tensor:
     "`[n, mapsize, mapsize]` diamond-square height maps in [0, 1]."
     if mapsize < 2 or mapsize & (mapsize - 1): raise ValueError(f"mapsize: expected a power of two >= 2, got {mapsize}")
-    g = generator if isinstance(generator, torch.Generator) else make_generator(generator)
+    g = generator if isinstance(generator, torch.Generator) else make_generator(generator, name='generator')
     m = torch.zeros(n, mapsize, mapsize, device=g.device)
     step, wibble = mapsize, 100.0
     def wmean(a): return a / 4 + wibble * (torch.rand(a.shape, generator=g, device=g.device) * 2 - 1) * wibble
@@ -462,7 +463,7 @@ def frost_texture(n: int, # number of textures
                   generator: torch.Generator | int | None = None,
                   device=None) -> torch.Tensor:
     "`[n, channels, height, width]` procedural frost textures in [0, 1]."
-    g = generator if isinstance(generator, torch.Generator) else make_generator(generator)
+    g = generator if isinstance(generator, torch.Generator) else make_generator(generator, name='generator')
     like = torch.empty(0, device=device)
     seeds = (torch.rand(n, 1, height, width, generator=g, device=g.device) < 0.03).float().to(like.device)
     L = max(2, round(min(height, width) / 10))
@@ -846,7 +847,7 @@ def uniform_pixel_noise(x: torch.Tensor, # images [B, C, H, W] in [0, 1]
     "FCL's UN noise: each pixel replaced, with probability `fraction`, by a uniform random grey level."
     check_images(x, 'x', channels=(1, 3))
     fraction = check_float(fraction, 'fraction', min=0, max=1)
-    g = generator if isinstance(generator, torch.Generator) else make_generator(generator)
+    g = generator if isinstance(generator, torch.Generator) else make_generator(generator, name='generator')
     return _replace_pixels(x, fraction, g)
 
 def nonuniform_probabilities(pixel_std: torch.Tensor, fraction: float = 0.15, min_std: float = 1e-3) -> torch.Tensor:
@@ -871,7 +872,7 @@ def nonuniform_pixel_noise(x: torch.Tensor, # images [B, C, H, W] in [0, 1]
     fraction = check_float(fraction, 'fraction', min=0, max=1)
     if not isinstance(pixel_std, torch.Tensor) or tuple(pixel_std.shape[-2:]) != tuple(x.shape[-2:]):
         raise ValueError(f"pixel_std: expected a tensor ending in the image size {tuple(x.shape[-2:])}, got {getattr(pixel_std, 'shape', type(pixel_std).__name__)}")
-    g = generator if isinstance(generator, torch.Generator) else make_generator(generator)
+    g = generator if isinstance(generator, torch.Generator) else make_generator(generator, name='generator')
     p = nonuniform_probabilities(pixel_std, fraction).to(x.device)
     return _replace_pixels(x, p[None, None], g)
 
@@ -982,9 +983,9 @@ def corruption_sweep(model: torch.nn.Module, # classifier taking [B, C, H, W] in
     sev = None if severities is None else [check_severity(s) for s in severities]
     if table is not None: check_choice(table, 'table', TABLES)
     batch_size = check_int(batch_size, 'batch_size', min=1)
+    check_data(data, model)
     x, y = _as_tensors(data, None if n is None else check_int(n, 'n', min=1), seed)
-    check_images(x[:1], 'data')
-    dev = torch.device(device) if device is not None else model_device(model)
+    dev = get_device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     clean = _accuracy(model, x, y, batch_size, dev)

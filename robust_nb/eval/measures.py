@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core import check_choice, check_float, check_images, check_int, make_generator, model_device
+from ..data import check_data
 from .attacks import ATTACKS, NORMS, Norm, boundary_gradient_attack, eval_mode, fgsm, get_attack, pgd, predict_classes, uniform_ball
 from .corruptions import CORRUPTIONS, check_severity, corrupt
 
@@ -50,6 +51,7 @@ def accuracy(model: nn.Module,
              data, # an ImageData or a pair of tensors (x, y)
              batch_size: int = 256) -> float:
     "Share of images the model classifies correctly."
+    check_data(data, model)
     dev, right, n = model_device(model), 0, 0
     with eval_mode(model), torch.no_grad():
         for x, y in _batches(data, batch_size, dev):
@@ -63,6 +65,8 @@ def robust_accuracy(model: nn.Module,
                     surrogate: nn.Module | None = None, # craft the attack on this model instead (transfer attack)
                     **attack_kwargs) -> float:
     "Accuracy on the adversarial examples `attack` makes for every batch (on `surrogate` when given)."
+    check_data(data, model)
+    if surrogate is not None: check_data(data, surrogate, name='data (for the surrogate)')
     fn, dev, right, n = get_attack(attack), model_device(model), 0, 0
     for x, y in _batches(data, batch_size, dev):
         xa = fn(surrogate if surrogate is not None else model, x, y, **attack_kwargs)
@@ -85,6 +89,7 @@ def targeted_attack_success(model: nn.Module, data,
                             batch_size: int = 256, **attack_kwargs) -> float:
     "CEB's metric: the share of correctly classified images (true class != target) the attack moves to `target`."
     target = check_int(target, 'target', min=0)
+    check_data(data, model)
     fn, dev, flipped, correct = get_attack(attack), model_device(model), 0, 0
     for x, y in _batches(data, batch_size, dev):
         with eval_mode(model), torch.no_grad(): ok = (model(x).argmax(1) == y) & (y != target)
@@ -226,7 +231,7 @@ class Kernel:
 
 def _gen(generator, device) -> torch.Generator:
     "A generator for draws on `device` (a passed generator is used where it lives)."
-    return make_generator(generator, device if generator is None or isinstance(generator, int) else 'cpu')
+    return make_generator(generator, device if generator is None or isinstance(generator, int) else 'cpu', 'generator')
 
 class UniformBall(Kernel):
     "Q_eps(.|x): the uniform distribution on the `norm` ball of radius `eps` around x (Tibo et al., Example 1)."

@@ -18,7 +18,7 @@ from ..data import load_dataset
 from ..models import WideResNet
 from ..train import StepDecay, fit
 from ..eval.measures import accuracy, targeted_attack_success
-from .common import add_common_arguments, combine_runs, comma_list, recipe_kwargs, save_results
+from .common import add_common_arguments, combine_runs, comma_list, recipe_kwargs, save_results, int_option, list_option
 from ..methods.ceb import CEB, VIB, Deterministic, JumpStart, RateEstimator, StochasticHead, encodings, information
 
 # %% auto #0
@@ -287,9 +287,9 @@ HELP = 'CEB Figure 1: deterministic, VIB and CEB Wide ResNets on Fashion-MNIST o
 
 def add_arguments(p: argparse.ArgumentParser):
     "Options of `robust-nb reproduce ceb`."
-    p.add_argument('--rhos', default=None, help='comma-separated rho values (default 0,1,2,3,5)')
-    p.add_argument('--methods', default=None, help='comma-separated: ' + ','.join(CEB_METHODS))
-    p.add_argument('--train-size', type=int, default=None, help='training images (default 4000 on the CPU recipe; 0: all)')
+    p.add_argument('--rhos', type=list_option(float, min=0), default=None, help='comma-separated rho values (default 0,1,2,3,5)')
+    p.add_argument('--methods', type=list_option(choices=CEB_METHODS), default=None, help='comma-separated: ' + ','.join(CEB_METHODS))
+    p.add_argument('--train-size', type=int_option(min=0), default=None, help='training images (default 4000 on the CPU recipe; 0: all)')
     add_common_arguments(p, out='runs/ceb', seeds='seeds per configuration (default 2)', epochs='default 4 (CPU recipe), 30 (--full)', combine=True,
                          quick='one seed, rho 0 and 5, 1,000 images: about a minute per model on a CPU',
                          full='WRN-28-10 on all of Fashion-MNIST with the paper-style schedule (GPU)')

@@ -4,15 +4,16 @@
 
 # %% ../../nbs/49_experiments.common.ipynb #d01ac8f9
 from __future__ import annotations
-import argparse, json
+import argparse, json, os
 from pathlib import Path
 
 import pandas as pd
 
-from ..core import atomic_write
+from ..core import atomic_write, check_choice, check_float, check_int, get_device
 
 # %% auto #0
-__all__ = ['add_common_arguments', 'recipe_kwargs', 'comma_list', 'save_results', 'combine_runs']
+__all__ = ['device_option', 'out_option', 'add_common_arguments', 'recipe_kwargs', 'int_option', 'float_option', 'list_option',
+           'choice_option', 'comma_list', 'save_results', 'combine_runs']
 
 # %% ../../nbs/49_experiments.common.ipynb #4842f500
 def add_common_arguments(p: argparse.ArgumentParser,
@@ -24,17 +25,17 @@ def add_common_arguments(p: argparse.ArgumentParser,
                          combine: bool = False, # offer --combine (join the result JSONs of runs that differ only in seeds)
                         ):
     "Add `--seeds`, `--first-seed`, [`--epochs`], `--quick` [/ `--full`], `--device`, `--out`, `--quiet` [and `--combine`] to `p`."
-    p.add_argument('--seeds', type=int, default=None, help=seeds)
-    p.add_argument('--first-seed', type=int, default=None, help='seed of the first repeat (default 0); the seeds run are first-seed, ..., first-seed + seeds - 1')
-    if epochs is not None: p.add_argument('--epochs', type=int, default=None, help=epochs)
+    p.add_argument('--seeds', type=int_option(min=1), default=None, help=seeds)
+    p.add_argument('--first-seed', type=int_option(min=0), default=None, help='seed of the first repeat (default 0); the seeds run are first-seed, ..., first-seed + seeds - 1')
+    if epochs is not None: p.add_argument('--epochs', type=int_option(min=1), default=None, help=epochs)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument('--quick', action='store_true', help=quick)
     if full is not None: mode.add_argument('--full', action='store_true', help=full)
-    p.add_argument('--device', default=None, help="'cpu', 'cuda', 'cuda:N' or 'mps' (default: the GPU when there is one)")
-    p.add_argument('--out', default=out, help=f'folder for JSON, CSV and PNG (default {out})')
+    p.add_argument('--device', type=device_option, default=None, help="'cpu', 'cuda', 'cuda:N' or 'mps' (default: the GPU when there is one)")
+    p.add_argument('--out', type=out_option, default=out, help=f'folder for JSON, CSV and PNG (default {out})')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     if combine:
-        p.add_argument('--combine', default=None, metavar='JSON,JSON,...',
+        p.add_argument('--combine', type=list_option(), default=None, metavar='JSON,JSON,...',
                        help='join the result JSONs of runs that differ only in their seeds into --out, instead of running')
 
 def recipe_kwargs(args: argparse.Namespace, **fields) -> dict:
@@ -42,9 +43,62 @@ def recipe_kwargs(args: argparse.Namespace, **fields) -> dict:
     kw = dict(seeds=args.seeds, first_seed=args.first_seed, device=args.device, epochs=getattr(args, 'epochs', None), **fields)
     return {k: v for k, v in kw.items() if v is not None}
 
+def _option(check):
+    "An argparse `type` from a check that raises `ValueError('name: problem')`: argparse then names the option itself."
+    def parse(text):
+        try: return check(text)
+        except ValueError as e: raise argparse.ArgumentTypeError(str(e).split(': ', 1)[-1]) from None
+    parse.__name__ = getattr(check, '__name__', 'value')
+    return parse
+
+def _number(text, convert):
+    try: return convert(text)
+    except (TypeError, ValueError): raise ValueError(f"value: expected {'an integer' if convert is int else 'a number'}, got {text!r}") from None
+
+def int_option(min: int | None = None, max: int | None = None):
+    "argparse `type` for an integer within `[min, max]`."
+    return _option(lambda t: check_int(_number(t, int), 'value', min=min, max=max))
+
+def float_option(min: float | None = None, max: float | None = None, min_open: bool = False):
+    "argparse `type` for a finite number within the bounds (`min` excluded when `min_open`)."
+    return _option(lambda t: check_float(_number(t, float), 'value', min=min, max=max, min_open=min_open))
+
+def list_option(convert=str, choices=None, min: float | None = None):
+    "argparse `type` for a comma-separated list: each item through `convert` and, where given, checked against `choices` or `min`."
+    def check(text):
+        items = tuple(v.strip() for v in text.split(',') if v.strip())
+        if not items: raise ValueError("value: expected a comma-separated list, got nothing")
+        out = tuple(_number(v, convert) if convert in (int, float) else convert(v) for v in items)
+        for v in out:
+            if choices is not None: check_choice(v, 'value', choices)
+            if min is not None: check_float(v, 'value', min=min)
+        if len(set(out)) != len(out): raise ValueError(f"value: lists {', '.join(map(str, out))}, with repeats")
+        return out
+    return _option(check)
+
+def choice_option(choices):
+    "argparse `type` for one of `choices` (listed in the error)."
+    return _option(lambda t: check_choice(t, 'value', choices))
+
+def _device(text):
+    get_device(text)
+    return text
+device_option = _option(_device)
+
+def _out(text):
+    "`text` if it names a folder that exists and is writable or can be created; nothing is created here."
+    p = Path(text).expanduser()
+    if p.exists() and not p.is_dir(): raise ValueError(f"value: {text} exists and is not a folder")
+    q = p
+    while not q.exists(): q = q.parent
+    if not q.is_dir() or not os.access(q, os.W_OK | os.X_OK): raise ValueError(f"value: {text} cannot be written ({q} is not a writable folder)")
+    return text
+out_option = _option(_out)
+
 def comma_list(text: str | None, convert=str) -> tuple | None:
     "`'a,b'` as `('a', 'b')` (each item through `convert`); `None` stays `None`."
-    return None if text is None else tuple(convert(v.strip()) for v in text.split(',') if v.strip())
+    if text is None or isinstance(text, tuple): return text
+    return tuple(convert(v.strip()) for v in text.split(',') if v.strip())
 
 # %% ../../nbs/49_experiments.common.ipynb #50dc639d
 def save_results(out: str | Path, # folder (created if missing)
@@ -68,6 +122,14 @@ def _plain(v):
     return v.item() if hasattr(v, 'item') else str(v)
 
 # %% ../../nbs/49_experiments.common.ipynb #110f9a29
+def _read_result(p: Path) -> dict:
+    "The result JSON at `p`, or a `ValueError` naming the file."
+    try: r = json.loads(p.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"paths: {p} is not a complete result JSON ({e}); was its run interrupted? Run that part again or leave it out") from None
+    if not isinstance(r, dict): raise ValueError(f"paths: {p} is not a reproduction result (a JSON object with 'recipe' and 'records')")
+    return r
+
 def combine_runs(paths: list, # result JSONs written by one reproduction with different seeds
                  keys: tuple = ('method',), # columns that, with `seed`, identify a record
                 ) -> tuple[list[dict], pd.DataFrame, dict, list[dict]]:
@@ -76,7 +138,7 @@ def combine_runs(paths: list, # result JSONs written by one reproduction with di
     if not paths: raise ValueError("paths: give at least one result JSON")
     for p in paths:
         if not p.is_file(): raise ValueError(f"paths: {p} is not a file")
-    runs = [json.loads(p.read_text()) for p in paths]
+    runs = [_read_result(p) for p in paths]
     for p, r in zip(paths, runs):
         if not {'recipe', 'records'} <= set(r): raise ValueError(f"paths: {p} is not a reproduction result (no 'recipe' and 'records')")
     strip = lambda rc: {k: v for k, v in rc.items() if k not in ('seeds', 'first_seed')}

@@ -15,7 +15,7 @@ import torch
 
 from ..core import check_choice, check_int, environment_info, get_device, seed_everything
 from ..data import find_dataset
-from .common import add_common_arguments, combine_runs, comma_list, recipe_kwargs, save_results
+from .common import add_common_arguments, combine_runs, comma_list, recipe_kwargs, save_results, list_option
 from ..models import LeNet
 from ..train import CrossEntropy, ExponentialDecay, evaluate, fit
 from ..synthetic import corner_task, noisy_test_sets
@@ -171,7 +171,7 @@ HELP = 'FCL Table 1: BAL, BAL+UN, BAL+NUN accuracy on the corner-digit task'
 def add_arguments(p: argparse.ArgumentParser):
     "Options of `robust-nb reproduce fcl`."
     p.add_argument('--dataset', choices=['mnist', 'fashion_mnist'], default=None, help='base set (default: MNIST where present, else Fashion-MNIST)')
-    p.add_argument('--methods', default=None, help='comma-separated: ' + ','.join(FCL_METHODS))
+    p.add_argument('--methods', type=list_option(choices=FCL_METHODS), default=None, help='comma-separated: ' + ','.join(FCL_METHODS))
     add_common_arguments(p, out='runs/fcl', seeds='repeats (default and paper: 10)', epochs='paper: 20', combine=True,
                          quick='one seed, 4 epochs on 12,000 images: a few minutes on a CPU')
 

@@ -19,7 +19,7 @@ from ..data import ImageData, load_dataset
 from ..models import TiboCNN, TiboGenerator, resnet
 from ..train import CrossEntropy, Schedule, evaluate, fit
 from ..eval.measures import margin_area, minimal_perturbation
-from .common import add_common_arguments, recipe_kwargs, save_results
+from .common import add_common_arguments, recipe_kwargs, save_results, int_option
 from ..methods.cotrain import CoTraining, CrossLipschitz, select_lambda
 
 # %% auto #0
@@ -307,8 +307,8 @@ HELP = 'Tibo et al. Section 3.3: NO REG / HEIN / OURS accuracy (Table 1), margin
 def add_arguments(p: argparse.ArgumentParser):
     "Options of `robust-nb reproduce margins`."
     p.add_argument('--dataset', choices=list(MARGINS_DATASETS), default='fashion_mnist')
-    p.add_argument('--train-size', type=int, default=None, help='training images (CPU default 3000; --full: all)')
-    p.add_argument('--margin-size', type=int, default=None, help='test images whose margins are measured (CPU default 200; --full: all)')
+    p.add_argument('--train-size', type=int_option(min=1), default=None, help='training images (CPU default 3000; --full: all)')
+    p.add_argument('--margin-size', type=int_option(min=1), default=None, help='test images whose margins are measured (CPU default 200; --full: all)')
     add_common_arguments(p, out='runs/margins', seeds='repeats (default 2)', epochs='CPU default 2, paper 10 (CIFAR-10: 200)',
                          quick='one seed, one epoch on 1,000 images: a minute or two on a CPU',
                          full="the paper's architectures, schedules and full data: a GPU job")

@@ -16,12 +16,12 @@ from torch import nn
 
 from ..core import check_choice, check_int, environment_info, get_device, in_test, make_generator, model_device, seed_everything
 from ..data import ImageData, load_dataset
-from ..models import create_model
+from ..models import MODELS, create_model
 from ..train import CrossEntropy, StepDecay, TrainState, fit
 from ..eval.attacks import cw_l2, mi_fgsm, pgd, pgd_ll
 from ..eval.corruptions import SUITES, corruption_sweep
 from ..eval.measures import accuracy
-from .common import add_common_arguments, recipe_kwargs, save_results
+from .common import add_common_arguments, recipe_kwargs, save_results, choice_option
 from ..methods.augment import Mixup
 from ..methods.mtlat import IAT, MTLAT, TLAT, FGSMAT, LabelSmoothingAT, TargetFGSMAT
 
@@ -424,7 +424,7 @@ HELP = 'M-TLAT Tables 1-3: 19 corruptions + 5 attacks as robustness scores for s
 def add_arguments(p: argparse.ArgumentParser):
     "Options of `robust-nb reproduce mtlat`."
     p.add_argument('--dataset', choices=['fashion_mnist', 'cifar10'], default='fashion_mnist')
-    p.add_argument('--model', default=None, help='a model name of robust_nb.models.MODELS (default lenet / resnet20)')
+    p.add_argument('--model', type=choice_option(MODELS), default=None, help='a model name of robust_nb.models.MODELS (default lenet / resnet20)')
     add_common_arguments(p, out='runs/mtlat', seeds='repeats (CPU default 2)', epochs='CPU default 5; paper 90',
                          quick='smoke test: one seed, 2 epochs on 1,000 images, 200 test images',
                          full="the paper's protocol: 90 epochs, batch 256, all data (GPU)")

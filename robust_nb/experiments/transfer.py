@@ -16,7 +16,7 @@ import torch
 from ..core import check_choice, check_int, derive_seed, environment_info, get_device
 from ..data import load_dataset
 from ..eval.corruptions import SUITES
-from .common import add_common_arguments, comma_list, recipe_kwargs, save_results
+from .common import add_common_arguments, comma_list, recipe_kwargs, save_results, int_option, list_option
 from ..methods.transfer import (CLASSIFIERS, PROTOCOLS, fit_paired_autoencoder, fit_transfer, mnistc_corrupt,
                                         transfer, transferred, transfer_data, transfer_split)
 
@@ -258,10 +258,10 @@ HELP = 'Tibo et al. Section 4: transfer by paired auto-encoders on Fashion-MNIST
 def add_arguments(p: argparse.ArgumentParser):
     "Options of `robust-nb reproduce transfer`."
     p.add_argument('--dataset', choices=list(DATASET_SHORT), default=None, help='fashion_mnist (default) or mnist where it is on the machine')
-    p.add_argument('--n-c', default=None, help='comma-separated N_c values, e.g. 0,128,1024')
-    p.add_argument('--classifiers', default=None, help='comma-separated: ' + ','.join(CLASSIFIERS))
-    p.add_argument('--train-size', type=int, default=None, help='training images (default: all)')
-    p.add_argument('--test-size', type=int, default=None, help='test images per corruption')
+    p.add_argument('--n-c', type=list_option(int, min=0), default=None, help='comma-separated N_c values, e.g. 0,128,1024')
+    p.add_argument('--classifiers', type=list_option(choices=CLASSIFIERS), default=None, help='comma-separated: ' + ','.join(CLASSIFIERS))
+    p.add_argument('--train-size', type=int_option(min=1), default=None, help='training images (default: all)')
+    p.add_argument('--test-size', type=int_option(min=1), default=None, help='test images per corruption')
     add_common_arguments(p, out='runs/transfer', seeds='repeats (CPU default 2; paper 5)',
                          quick='smoke test: one seed, five corruptions, N_c in {0, 128}: a few minutes',
                          full="the paper's protocol: N_c in {0, 128, 1024, 30000}, 5 seeds, 50 / 100 epochs (GPU, days)")

@@ -26,6 +26,14 @@ class BatchTransform:
         return g if g is not None else self._own
     def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in vars(self).items() if not k.startswith('_'))})"
 
+def _check_batch(x, name: str = 'x') -> torch.Tensor:
+    "`x` if it is a float image batch `[B, C, H, W]` (the scale these transforms work in), else a `ValueError`."
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
+        raise ValueError(f"{name}: expected float images [B, C, H, W] in [0, 1], got {x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}"
+                         + (f" of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else '')
+                         + ("; convert uint8 images with x.float() / 255" if isinstance(x, torch.Tensor) and x.dtype == torch.uint8 else ''))
+    return x
+
 # %% ../../nbs/20_methods.augment.ipynb #d7eed191
 class GaussianNoise(BatchTransform):
     "Add `N(0, sigma^2)` noise to every pixel of a batch (with probability `p` per image), clipped to [0, 1]."
@@ -36,6 +44,7 @@ class GaussianNoise(BatchTransform):
         super().__init__(seed)
         self.sigma, self.p, self.clip = check_float(sigma, 'sigma', min=0), check_float(p, 'p', min=0, max=1), clip
     def __call__(self, x, y, state=None):
+        _check_batch(x)
         g = self.generator(state)
         noisy = x + self.sigma * randn_on(g, x.shape, x)
         if self.clip: noisy = noisy.clamp(0, 1)
@@ -77,6 +86,7 @@ class PatchGaussian(BatchTransform):
         return mask, sig
 
     def __call__(self, x, y, state=None):
+        _check_batch(x)
         g = self.generator(state)
         mask, sig = self.masks(x, g)
         noisy = (x + sig.view(-1, 1, 1, 1) * randn_on(g, x.shape, x)).clamp(0, 1)
@@ -106,6 +116,16 @@ def mixup(x: torch.Tensor, # images [B, C, H, W]
           perm: torch.Tensor, # partner of each image, [B]
          ) -> tuple[torch.Tensor, torch.Tensor]:
     "`lam * x + (1 - lam) * x[perm]` and the same mix of the labels."
+    _check_batch(x)
+    if not isinstance(y, torch.Tensor) or y.ndim != 2 or len(y) != len(x):
+        raise ValueError(f"y: expected probability vectors [B, K] with B = {len(x)} (see one_hot), got {tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+    if isinstance(lam, torch.Tensor) and lam.ndim and lam.shape != (len(x),):
+        raise ValueError(f"lam: expected a number or one weight per image [{len(x)}], got shape {tuple(lam.shape)}")
+    lam_t = torch.as_tensor(lam, dtype=torch.float64)
+    if not torch.isfinite(lam_t).all() or lam_t.min() < 0 or lam_t.max() > 1:
+        raise ValueError(f"lam: mixing weights must lie in [0, 1], got {lam_t.min().item():.4g}" + (f" to {lam_t.max().item():.4g}" if lam_t.ndim else ''))
+    if not isinstance(perm, torch.Tensor) or perm.shape != (len(x),) or perm.is_floating_point():
+        raise ValueError(f"perm: expected an integer index tensor [{len(x)}] (each image's partner), got {tuple(perm.shape) if isinstance(perm, torch.Tensor) else type(perm).__name__}")
     lam = torch.as_tensor(lam, dtype=x.dtype, device=x.device)
     lx = lam.view(-1, 1, 1, 1) if lam.ndim else lam
     ly = lam.view(-1, 1).to(y.dtype) if lam.ndim else lam.to(y.dtype)
@@ -126,6 +146,7 @@ class Mixup(BatchTransform):
         self.alpha, self.num_classes, self.per_sample = check_float(alpha, 'alpha', min=0, min_open=True), num_classes, per_sample
         if num_classes is not None: check_int(num_classes, 'num_classes', min=2)
     def __call__(self, x, y, state=None):
+        _check_batch(x)
         g = self.generator(state)
         if y.ndim == 2: check_soft_labels(y, 'y')
         lam = sample_beta(self.alpha, len(x) if self.per_sample else 1, g).to(x.device)

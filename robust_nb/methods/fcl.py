@@ -11,7 +11,7 @@ from torch import nn
 import torch.nn.functional as F
 from torch.func import jacrev, vmap
 
-from ..core import check_choice, check_embed_head, check_float, check_int, make_generator
+from ..core import check_choice, check_embed_head, check_float, check_int, check_model, make_generator
 from ..train import hard_labels, soft_cross_entropy
 
 # %% auto #0
@@ -20,12 +20,21 @@ __all__ = ['Which', 'contextual_utility', 'contextual_sensitivity', 'sensitivity
            'RampedObjective', 'embed_with_utility', 'FCL', 'XEGaussian', 'CLGaussian']
 
 # %% ../../nbs/21_methods.fcl.ipynb #f4baa67a
-def _check_batch(x, y=None):
+def _check_batch(x, y=None, model=None):
+    shape = getattr(model, 'input_shape', None)
+    if shape is not None and isinstance(x, torch.Tensor) and tuple(x.shape) == tuple(shape):
+        raise ValueError(f"x: expected a batch [B, {', '.join(map(str, shape))}], got one image of shape {tuple(x.shape)}; add the batch dimension with x[None]")
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or not x.is_floating_point():
         raise ValueError(f"x: expected a float batch [B, ...], got {getattr(x, 'dtype', type(x).__name__)} of shape {tuple(getattr(x, 'shape', ()))}")
     if y is not None:
         if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point() or len(y) != len(x):
             raise ValueError(f"y: expected {len(x)} class indices in a 1-d integer tensor, got {getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}")
+
+def _check_classes(logits: torch.Tensor, y: torch.Tensor):
+    "A `ValueError` unless every label is a class of the logits."
+    k = logits.shape[-1]
+    if len(y) and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"y: labels must lie in [0, {k - 1}] (the model predicts {k} classes), got [{y.min().item()}, {y.max().item()}]")
 
 def _wide(t: torch.Tensor) -> torch.Tensor:
     "`t` in at least float32 (half-precision logits under autocast are widened)."
@@ -36,10 +45,12 @@ def contextual_utility(model: nn.Module, # any classifier returning logits
                        y: torch.Tensor, # class indices [B]
                       ) -> torch.Tensor:
     "Contextual utility (FCL Definition 1): `|d CE(y_i, f(x_i)) / d x_i|` per sample, shaped like `x`; one backward pass."
-    _check_batch(x, y)
+    check_model(model); _check_batch(x, y, model)
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        nll = F.cross_entropy(_wide(model(xg)), y, reduction='sum')  # sum: each sample's own gradient, unscaled
+        logits = _wide(model(xg))
+        _check_classes(logits, y)
+        nll = F.cross_entropy(logits, y, reduction='sum')  # sum: each sample's own gradient, unscaled
         (g,) = torch.autograd.grad(nll, xg)
     return g.abs()
 
@@ -74,7 +85,7 @@ def sensitivity_estimate(model: nn.Module, # a classifier with `embed(x)` (phi)
     check_embed_head(model); _check_batch(x)
     probes = check_int(probes, 'probes', min=1)
     noise = check_choice(noise, 'noise', ('rademacher', 'gaussian'))
-    g = make_generator(generator, x.device) if not isinstance(generator, torch.Generator) else generator
+    g = make_generator(generator, x.device, 'generator') if not isinstance(generator, torch.Generator) else generator
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
         z = model.embed(xg)
@@ -110,7 +121,7 @@ def utility_perturbation(u: torch.Tensor, # utilities [B, ...]
     "FCL Definition 3: `N(0, sigma^2)` noise on `TOP_k(u_i)` (or `BOTTOM_k(u_i)`) of each sample, zero elsewhere; shaped like `u`."
     sigma = check_float(sigma, 'sigma', min=0)
     mask = utility_mask(u, k, which)
-    g = generator if isinstance(generator, torch.Generator) else make_generator(generator, u.device)
+    g = generator if isinstance(generator, torch.Generator) else make_generator(generator, u.device, 'generator')
     noise = torch.randn(u.shape, generator=g, device=g.device).to(device=u.device, dtype=u.dtype if u.is_floating_point() else torch.float32)
     return noise * sigma * mask
 
