@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_train.ipynb #159fad03
 from __future__ import annotations
-import json, math, time
+import hashlib, json, math, os, re, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
@@ -14,16 +14,16 @@ import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
-from safetensors.torch import save_file, load_file
+from safetensors.torch import save as dump_safetensors, load as load_safetensors
 
-from .core import (CorruptFileError, TrainingDivergedError, atomic_write, check_choice, check_float, check_images, check_int,
-                            derive_seed, get_device, make_generator, model_device)
+from .core import (CorruptFileError, TrainingDivergedError, atomic_write, check_choice, check_float, check_int, check_model,
+                            check_model_labels, derive_seed, get_device, make_generator, model_device)
 from .data import ImageData
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'TrainState', 'Objective', 'soft_cross_entropy', 'hard_labels', 'CrossEntropy', 'Schedule', 'Constant',
-           'StepDecay', 'ExponentialDecay', 'Warmup', 'split_state', 'join_state', 'save_checkpoint', 'load_checkpoint',
-           'save_model', 'load_model', 'evaluate', 'fit']
+           'StepDecay', 'ExponentialDecay', 'Warmup', 'split_state', 'join_state', 'save_checkpoint',
+           'latest_checkpoint', 'load_checkpoint', 'save_model', 'load_model', 'evaluate', 'fit']
 
 # %% ../nbs/03_train.ipynb #3e9aeb50
 @dataclass
@@ -115,56 +115,172 @@ def join_state(tree, tensors: dict):
 # %% ../nbs/03_train.ipynb #32b2946a
 def _write_json(path: Path, obj): atomic_write(path, lambda p: Path(p).write_text(json.dumps(obj, indent=1)))
 
-def save_checkpoint(folder: str | Path, name: str, states: dict, meta: dict | None = None, keep: int | None = 2) -> Path:
-    "Write `states` (name to state tree) as `name.safetensors` + `name.json` in `folder`, then point `latest.json` at it."
+def _write_safetensors(path: Path, tensors: dict) -> str:
+    "Write `tensors` to `path` atomically; return the SHA-256 of the bytes written."
+    data = dump_safetensors(tensors)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    return hashlib.sha256(data).hexdigest()
+
+def _read_safetensors(path: Path, sha256: str | None, # the recorded hash; None skips the check
+                      fix: str) -> dict:
+    "The tensors in `path` once its SHA-256 matches `sha256`, else a `CorruptFileError` naming the file and ending with `fix`."
+    try: data = path.read_bytes()
+    except OSError as e: raise CorruptFileError(f"{path}: cannot be read ({e.strerror or e}); {fix}") from e
+    if sha256 is not None and (got := hashlib.sha256(data).hexdigest()) != sha256:
+        raise CorruptFileError(f"{path}: the file is corrupt: its SHA-256 is {got[:12]}..., its sidecar recorded {sha256[:12]}...; {fix}")
+    try: return load_safetensors(data)
+    except Exception as e: raise CorruptFileError(f"{path}: not a readable safetensors file ({e}); {fix}") from e
+
+# %% ../nbs/03_train.ipynb #f819bbcb
+_TEMP_NAME = re.compile(r'\.(.+)\.tmp(\d+)')
+
+def _alive(pid: int) -> bool:
+    "Whether process `pid` runs on this machine (assumed so where that cannot be asked harmlessly, i.e. outside POSIX)."
+    if os.name != 'posix' or pid == os.getpid(): return True
+    if pid <= 0: return False
+    try: os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError): return False
+    except PermissionError: return True
+    return True
+
+def _is_sidecar(path: Path) -> bool:
+    "Whether `path` is a checkpoint's JSON sidecar."
+    try: side = json.loads(path.read_text())
+    except (OSError, ValueError): return False
+    return isinstance(side, dict) and 'states' in side and 'meta' in side
+
+def _is_debris(path: Path) -> bool:
+    "Whether `path` is a temporary file of a process that no longer runs, or a sidecar whose weights are gone."
+    if m := _TEMP_NAME.fullmatch(path.name): return not _alive(int(m[2]))
+    return path.suffix == '.json' and path.name != 'latest.json' and not path.with_suffix('.safetensors').exists() and _is_sidecar(path)
+
+def _remove_debris(folder: Path) -> list[Path]:
+    "Remove what killed saves leave in `folder` (temporary files of dead processes, sidecars without weights); return what was removed."
+    gone = []
+    for p in folder.iterdir():
+        if p.is_file() and _is_debris(p):
+            try: p.unlink(); gone.append(p)
+            except OSError: pass  # a read-only folder still loads
+    return gone
+
+def _complete(folder: Path) -> list[str]:
+    "Names of the complete checkpoints in `folder` (sidecar and weights both present), oldest first."
+    return sorted(p.stem for p in folder.glob('*.json') if p.name != 'latest.json' and p.with_suffix('.safetensors').exists() and _is_sidecar(p))
+
+# %% ../nbs/03_train.ipynb #aa97d840
+def save_checkpoint(folder: str | Path, name: str, states: dict, meta: dict | None = None,
+                    keep: int | None = 2, # checkpoints kept, this one included (>= 1); None keeps all
+                   ) -> Path:
+    "Write `states` (name to state tree) as `name.safetensors` + `name.json` in `folder`, point `latest.json` at it, then prune to `keep`."
+    if keep is not None and check_int(keep, 'keep') < 1: raise ValueError(f"keep: must be >= 1, or None to keep every checkpoint; got {keep}")
+    if not isinstance(name, str) or not re.fullmatch(r'[\w-][\w.-]*', name) or name == 'latest':
+        raise ValueError(f"name: expected a plain file name of letters, digits, '_', '-' and '.' (not 'latest'), got {name!r}")
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    _remove_debris(folder)
     tensors = {}
     trees = {k: split_state(v, k, tensors) for k, v in states.items()}
-    atomic_write(folder/f'{name}.safetensors', lambda p: save_file(tensors, p))
-    _write_json(folder/f'{name}.json', {'states': trees, 'meta': meta or {}})
+    weights, side = folder/f'{name}.safetensors', folder/f'{name}.json'
+    side.unlink(missing_ok=True)
+    sha256 = _write_safetensors(weights, tensors)
+    _write_json(side, {'states': trees, 'meta': meta or {}, 'sha256': sha256})
     _write_json(folder/'latest.json', {'name': name})
-    if keep:
+    if keep is not None:
         olds = sorted(p.stem for p in folder.glob('*.safetensors') if p.stem != name)
         for stem in olds[:max(0, len(olds) - (keep - 1))]:
             for ext in ('.safetensors', '.json'): (folder/f'{stem}{ext}').unlink(missing_ok=True)
-    return folder/f'{name}.safetensors'
+    return weights
+
+def latest_checkpoint(folder: str | Path) -> str | None:
+    "The name `load_checkpoint(folder)` loads: the checkpoint `latest.json` names if it is complete, else the newest complete one, else None."
+    folder, name = Path(folder), None
+    pointer = folder/'latest.json'
+    if pointer.exists():
+        try: name = json.loads(pointer.read_text())['name']
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptFileError(f"{pointer}: unreadable ({e}); delete it and the newest complete checkpoint is loaded instead") from e
+        if (folder/f'{name}.safetensors').exists() and _is_sidecar(folder/f'{name}.json'): return name
+    done = _complete(folder) if folder.is_dir() else []
+    if name is not None:
+        warnings.warn(f"{pointer} names {name!r}, which is incomplete; "
+                      + (f"using {done[-1]!r}, the newest complete checkpoint" if done else "no complete checkpoint is left"))
+    return done[-1] if done else None
 
 def load_checkpoint(folder: str | Path, name: str | None = None) -> tuple[dict, dict] | None:
-    "The `(states, meta)` of checkpoint `name` (default: the latest) in `folder`, or None when there is none."
+    "The `(states, meta)` of checkpoint `name` (default: `latest_checkpoint(folder)`), its SHA-256 checked; None when there is none."
     folder = Path(folder)
-    if name is None:
-        if not (folder/'latest.json').exists(): return None
-        try: name = json.loads((folder/'latest.json').read_text())['name']
-        except (ValueError, KeyError) as e: raise CorruptFileError(f"{folder/'latest.json'}: unreadable ({e})") from e
+    if not folder.is_dir(): return None
+    _remove_debris(folder)
+    if name is None and (name := latest_checkpoint(folder)) is None: return None
+    weights, side = folder/f'{name}.safetensors', folder/f'{name}.json'
+    fix = f"delete {weights.name} and {side.name} from {folder} (resuming then starts from the newest checkpoint left, or from scratch), or retrain"
     try:
-        tensors = load_file(str(folder/f'{name}.safetensors'))
-        side = json.loads((folder/f'{name}.json').read_text())
-    except Exception as e: raise CorruptFileError(f"{folder/name}.safetensors/.json: unreadable checkpoint ({e})") from e
-    return {k: join_state(v, tensors) for k, v in side['states'].items()}, side['meta']
+        sidecar = json.loads(side.read_text())
+        trees, meta = sidecar['states'], sidecar['meta']
+    except (OSError, ValueError, KeyError, TypeError) as e: raise CorruptFileError(f"{side}: unreadable checkpoint sidecar ({e}); {fix}") from e
+    tensors = _read_safetensors(weights, sidecar.get('sha256'), fix)
+    try: return {k: join_state(v, tensors) for k, v in trees.items()}, meta
+    except KeyError as e: raise CorruptFileError(f"{weights}: lacks the tensor {e} its sidecar refers to; {fix}") from e
 
 # %% ../nbs/03_train.ipynb #f8a021bc
 def save_model(model: nn.Module, path: str | Path, meta: dict | None = None) -> Path:
-    "Save `model`'s weights as `path` (.safetensors) with a JSON sidecar of `meta`, atomically."
+    "Save `model`'s weights as `path` (.safetensors) with a JSON sidecar of `meta` and the weights' SHA-256, atomically."
+    check_model(model)
     path = Path(path).with_suffix('.safetensors'); path.parent.mkdir(parents=True, exist_ok=True)
+    side = path.with_suffix('.json')
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda p: save_file(sd, p))
-    _write_json(path.with_suffix('.json'), {'meta': meta or {}, 'class': type(model).__name__})
+    side.unlink(missing_ok=True)
+    sha256 = _write_safetensors(path, sd)
+    _write_json(side, {'meta': meta or {}, 'class': type(model).__name__, 'sha256': sha256})
     return path
 
 def load_model(model: nn.Module, path: str | Path) -> dict:
-    "Load weights saved by `save_model` into `model`; return the sidecar's `meta`."
+    "Load weights saved by `save_model` into `model`, their SHA-256 checked against the sidecar's; return the sidecar's `meta`."
+    check_model(model)
     path = Path(path).with_suffix('.safetensors')
-    try: sd = load_file(str(path))
-    except Exception as e: raise CorruptFileError(f"{path}: unreadable weights ({e})") from e
-    model.load_state_dict(sd)
-    side = path.with_suffix('.json')
-    return json.loads(side.read_text())['meta'] if side.exists() else {}
+    side, sidecar = path.with_suffix('.json'), {}
+    fix = f"delete {path.name} and {side.name} and save or train the model again"
+    if side.exists():
+        try: sidecar = json.loads(side.read_text())
+        except (OSError, ValueError) as e: raise CorruptFileError(f"{side}: unreadable sidecar ({e}); {fix}") from e
+    model.load_state_dict(_read_safetensors(path, sidecar.get('sha256'), fix))
+    return sidecar.get('meta', {})
 
 # %% ../nbs/03_train.ipynb #409c6631
-@torch.no_grad()
+def _check_image_values(x: torch.Tensor, name: str, chunk: int = 1 << 22) -> None:
+    "A ValueError naming `name` unless `x` holds uint8 images, or float images in [0, 1] without NaN (one pass, `chunk` values at a time)."
+    if x.dtype == torch.uint8: return
+    if not x.is_floating_point(): raise ValueError(f"{name}: expected uint8 images or float images in [0, 1], got {x.dtype}")
+    rows = max(1, chunk // max(1, x[0].numel()))
+    for i in range(0, len(x), rows):
+        lo, hi = x[i:i + rows].aminmax()
+        if bool(lo.isnan() | hi.isnan() | (lo < 0) | (hi > 1)):
+            where = f"images {i} to {min(i + rows, len(x)) - 1}"
+            if lo.isnan() or hi.isnan(): raise ValueError(f"{name}: contains NaN ({where})")
+            raise ValueError(f"{name}: values must lie in [0, 1], got [{lo.item():.3g}, {hi.item():.3g}] ({where})")
+
+def _check_data(model: nn.Module, data, name: str) -> ImageData:
+    "`data` if it is a non-empty `ImageData` that fits `model` (shape, values, labels among its classes), else a ValueError naming `name`."
+    if not isinstance(data, ImageData): raise ValueError(f"{name}: expected an ImageData (see robust_nb.data), got {type(data).__name__}")
+    if len(data) == 0: raise ValueError(f"{name}: the data set is empty")
+    shape = getattr(model, 'input_shape', None)
+    if shape is not None and tuple(shape) != data.shape:
+        raise ValueError(f"{name}: images of shape {data.shape} do not fit the model, which expects {tuple(shape)}")
+    _check_image_values(data.x, name)
+    try: check_model_labels(model, data.y, x=data[0:1][0].to(model_device(model)), name=name)
+    except RuntimeError as e: raise ValueError(f"{name}: the model fails on an image of this data set ({e})") from e
+    return data
+
+# %% ../nbs/03_train.ipynb #f82d1315
 def evaluate(model: nn.Module, data: ImageData, batch_size: int = 1024, device=None) -> dict:
     "Mean cross-entropy and accuracy of `model` on `data` (eval mode, restored afterwards)."
-    device = get_device(device) if device is not None else model_device(model)
+    check_model(model)
+    batch_size = check_int(batch_size, 'batch_size', min=1)
+    _check_data(model, data, 'data')
+    return _evaluate(model, data, batch_size, get_device(device) if device is not None else model_device(model))
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, data: ImageData, batch_size: int, device: torch.device) -> dict:
+    "`evaluate` without the argument checks (`fit` checked `val` once, before the first epoch)."
     was = model.training; model.eval()
     loss = correct = 0.0
     try:
@@ -182,21 +298,137 @@ OPTIMIZERS = {
     'sgd': lambda params, lr, wd, momentum, nesterov: torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=momentum, nesterov=nesterov and momentum > 0),
 }
 
-def _check_fit_data(model, data, name):
-    if not isinstance(data, ImageData): raise ValueError(f"{name}: expected an ImageData (see robust_nb.data), got {type(data).__name__}")
-    if len(data) == 0: raise ValueError(f"{name}: the data set is empty")
-    shape = getattr(model, 'input_shape', None)
-    if shape is not None and tuple(shape) != data.shape:
-        raise ValueError(f"{name}: images of shape {data.shape} do not fit the model, which expects {tuple(shape)}")
-    check_images(data[0:min(len(data), 256)][0], name)
+def _check_flag(value, name: str, none_ok: bool = False):
+    if not (isinstance(value, (bool, np.bool_)) or none_ok and value is None):
+        raise ValueError(f"{name}: expected True or False{' or None' if none_ok else ''}, got {value!r}")
 
+def _check_function(value, name: str, what: str):
+    if value is not None and not callable(value): raise ValueError(f"{name}: expected {what} or None, got {type(value).__name__}")
+
+def _check_checkpoint_dir(folder) -> Path:
+    "`folder` as a Path to a folder that exists (created if missing) and takes new files, else a ValueError."
+    if not isinstance(folder, (str, os.PathLike)): raise ValueError(f"checkpoint_dir: expected a folder (str or Path) or None, got {type(folder).__name__}")
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"checkpoint_dir: {folder} is a file, not a folder; pass a folder (created if missing) or None")
+    try: folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise ValueError(f"checkpoint_dir: cannot create {folder} ({e.strerror or e}); pass a writable folder or None") from e
+    if not os.access(folder, os.W_OK | os.X_OK): raise ValueError(f"checkpoint_dir: cannot write checkpoints in {folder}; pass a writable folder or None")
+    return folder
+
+def _check_fit_args(model, train, val, epochs, batch_size, objective, optimizer, lr, weight_decay, momentum, nesterov, schedule, transform,
+                    seed, amp, checkpoint_dir, resume, keep, max_steps_per_epoch, callbacks) -> tuple:
+    "`fit`'s arguments checked before any work, each bad one a ValueError naming it; `(epochs, batch_size, keep, max_steps_per_epoch)` as ints."
+    check_model(model)
+    epochs, batch_size = check_int(epochs, 'epochs', min=1), check_int(batch_size, 'batch_size', min=1)
+    check_float(lr, 'lr', min=0, min_open=True); check_float(weight_decay, 'weight_decay', min=0)
+    if check_float(momentum, 'momentum', min=0) >= 1: raise ValueError(f"momentum: must lie in [0, 1), got {momentum}")
+    check_int(seed, 'seed', min=0)
+    if isinstance(optimizer, str): check_choice(optimizer, 'optimizer', OPTIMIZERS)
+    elif not callable(optimizer):
+        raise ValueError(f"optimizer: expected one of {', '.join(map(repr, OPTIMIZERS))} or a function params -> torch.optim.Optimizer, got {type(optimizer).__name__}")
+    _check_function(objective, 'objective', 'a function objective(model, (x, y), state) -> (loss, logs)')
+    _check_function(schedule, 'schedule', 'a Schedule (fractional epochs -> learning-rate multiplier)')
+    _check_function(transform, 'transform', 'a batch transform (x, y, state) -> (x, y)')
+    if not isinstance(callbacks, Sequence) or not all(callable(c) for c in callbacks):
+        raise ValueError(f"callbacks: expected a list of functions callback(model, state), got {callbacks!r:.80}")
+    _check_flag(nesterov, 'nesterov'); _check_flag(resume, 'resume'); _check_flag(amp, 'amp', none_ok=True)
+    if keep is not None and check_int(keep, 'keep') < 1: raise ValueError(f"keep: must be >= 1, or None to keep every checkpoint; got {keep}")
+    if max_steps_per_epoch is not None and check_int(max_steps_per_epoch, 'max_steps_per_epoch') < 1:
+        raise ValueError(f"max_steps_per_epoch: must be >= 1, or None for no limit; got {max_steps_per_epoch}")
+    _check_data(model, train, 'train')
+    if val is not None: _check_data(model, val, 'val')
+    if resume and checkpoint_dir is None: raise ValueError("resume: needs checkpoint_dir, the folder to resume from")
+    if checkpoint_dir is not None: _check_checkpoint_dir(checkpoint_dir)
+    return epochs, batch_size, None if keep is None else int(keep), None if max_steps_per_epoch is None else int(max_steps_per_epoch)
+
+def _make_optimizer(model, optimizer, lr, weight_decay, momentum, nesterov) -> torch.optim.Optimizer:
+    "The optimiser `fit` asked for: one of `OPTIMIZERS` by name, or what the caller's function returns for the parameters."
+    if isinstance(optimizer, str): return OPTIMIZERS[optimizer](model.parameters(), lr, weight_decay, momentum, nesterov)
+    opt = optimizer(model.parameters())
+    if not isinstance(opt, torch.optim.Optimizer): raise ValueError(f"optimizer: the function returned a {type(opt).__name__}, not a torch.optim.Optimizer")
+    return opt
+
+# %% ../nbs/03_train.ipynb #fa9be94f
 def _states(model, optimizer, objective, transform):
     states = {'model': model.state_dict(), 'optimizer': optimizer.state_dict()}
     for k, obj in (('objective', objective), ('transform', transform)):
         if hasattr(obj, 'state_dict'): states[k] = obj.state_dict()
     return states
 
+def _params_finite(opt) -> bool:
+    "Whether every parameter the optimiser updates is free of NaN and infinity (one synchronisation with the device)."
+    flags = [torch.isfinite(p).all() for g in opt.param_groups for p in g['params']]
+    return not flags or bool(torch.stack([f.to(flags[0].device) for f in flags]).all())
+
+def _nonfinite(model, opt) -> str | None:
+    "The name of the first model tensor or optimiser-state tensor holding NaN or infinity, or None."
+    named = [(f'model tensor {k!r}', v) for k, v in model.state_dict().items()]
+    named += [(f'optimizer state {k!r} of parameter {i}', v) for i, s in opt.state_dict()['state'].items() for k, v in s.items()]
+    return next((k for k, v in named if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()), None)
+
+def _last_good(folder, checkpoint: Path | None) -> str:
+    "The end of a divergence message: where the last good checkpoint is, only if there is one."
+    if folder is None: return ''
+    if checkpoint is None: return f" No checkpoint was written to {folder} before it."
+    return f" The last good checkpoint is {checkpoint}; resume=True continues from it."
+
+def _resume(folder, epochs: int, model, opt, objective, transform, state: TrainState) -> tuple[int, Path | None]:
+    "Load the latest checkpoint in `folder` into the model, optimiser, objective and transform; return the first epoch to run and the checkpoint."
+    folder = Path(folder)
+    if (name := latest_checkpoint(folder)) is None: return 0, None
+    states, meta = load_checkpoint(folder, name)
+    done = meta['epoch'] + 1
+    if epochs <= done:
+        raise ValueError(f"epochs: the checkpoint {folder/name} already has {done} epoch{'s' * (done != 1)}, so resuming it with epochs={epochs} trains nothing; "
+                         f"ask for more than {done} epochs to continue it, or pass a new checkpoint_dir to train from the start")
+    model.load_state_dict(states['model']); opt.load_state_dict(states['optimizer'])
+    for k, obj in (('objective', objective), ('transform', transform)):
+        if k in states and hasattr(obj, 'load_state_dict'): obj.load_state_dict(states[k])
+    state.history, state.step = meta['history'], done * state.steps_per_epoch
+    return done, folder/f'{name}.safetensors'
+
+def _save_epoch(folder, model, opt, objective, transform, state: TrainState, seed: int, keep: int | None, last_good: Path | None) -> Path:
+    "Checkpoint the epoch just finished, unless a model or optimiser tensor is not finite: then a `TrainingDivergedError` and nothing written."
+    if (bad := _nonfinite(model, opt)) is not None:
+        raise TrainingDivergedError(f"{bad} holds NaN or infinite values at the end of epoch {state.epoch + 1} (step {state.step}); "
+                                    f"no checkpoint was written for it.{_last_good(folder, last_good)}")
+    return save_checkpoint(folder, f'ckpt-{state.epoch + 1:04d}', _states(model, opt, objective, transform),
+                           {'epoch': state.epoch, 'history': state.history, 'seed': seed}, keep=keep)
+
 # %% ../nbs/03_train.ipynb #e1dd4296
+def _train_epoch(model, data: ImageData, opt, base_lrs: list, objective, transform, schedule, state: TrainState,
+                 batch_size: int, amp: bool, seed: int, bar, checkpoint_note: str) -> tuple[dict, int]:
+    "One epoch of optimiser steps; the logs summed over examples and the number of examples. `checkpoint_note` ends divergence messages."
+    epoch, spe, device = state.epoch, state.steps_per_epoch, state.device
+    torch.manual_seed(derive_seed(seed, epoch))
+    state.generator = make_generator(derive_seed(seed, epoch, 2), device)
+    order = make_generator(derive_seed(seed, epoch, 1))
+    model.train()
+    sums, n = {}, 0
+    for i, batch in enumerate(data.batches(batch_size, shuffle=True, generator=order, drop_last=len(data) > batch_size)):
+        if i >= spe: break
+        where = f"at step {state.step} (epoch {epoch + 1}, batch {i + 1})"
+        for g, base in zip(opt.param_groups, base_lrs): g['lr'] = base * schedule(state.epoch_progress)
+        if transform is not None: batch = transform(*batch, state)
+        with torch.enable_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, logs = objective(model, batch, state)
+        if not torch.isfinite(loss): raise TrainingDivergedError(f"loss became {loss.item()} {where}.{checkpoint_note}")
+        opt.zero_grad(set_to_none=True)
+        with torch.enable_grad(): loss.backward()
+        opt.step()
+        if not _params_finite(opt):
+            raise TrainingDivergedError(f"parameters became NaN or infinite {where} although the loss was finite ({loss.item():.4g}): "
+                                        f"its gradients or the optimiser's update were not.{checkpoint_note}")
+        state.step += 1
+        bs = len(batch[1])
+        for k, v in {'loss': loss.detach(), **logs}.items(): sums[k] = sums.get(k, 0.0) + v.detach().float() * bs if torch.is_tensor(v) else sums.get(k, 0.0) + v * bs
+        n += bs
+        if bar is not None:
+            bar.update(1)
+            if i % 20 == 0 or i == spe - 1: bar.set_postfix({k: f'{float(v) / n:.4f}' for k, v in sums.items()})
+    return sums, n
+
 def fit(model: nn.Module, # any classifier; trained in place
         train: ImageData, # training data (moved to the device whole)
         epochs: int = 1,
@@ -205,88 +437,53 @@ def fit(model: nn.Module, # any classifier; trained in place
         batch_size: int = 128,
         optimizer: str | Callable = 'adam', # 'adam', 'adamw', 'sgd' (Nesterov momentum) or `params -> torch.optim.Optimizer`
         lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9, # for SGD
+        weight_decay: float = 0.0, # >= 0
+        momentum: float = 0.9, # for SGD, in [0, 1)
         nesterov: bool = True, # for SGD
         schedule: Schedule | None = None, # learning-rate multiplier over fractional epochs
         transform: Callable | None = None, # batch transform `(x, y, state) -> (x, y)`, e.g. Gaussian noise or Mixup
         seed: int = 0,
         device: str | torch.device | None = None, # default: `get_device()`
         amp: bool | None = None, # bfloat16 autocast; default on for CUDA
-        checkpoint_dir: str | Path | None = None, # write a checkpoint after each epoch here
-        resume: bool = False, # continue from the latest checkpoint in `checkpoint_dir`
-        keep: int = 2, # checkpoints kept
+        checkpoint_dir: str | Path | None = None, # write a checkpoint after each epoch to this folder (created if missing)
+        resume: bool = False, # continue from the latest checkpoint in `checkpoint_dir`; `epochs` must exceed the epochs it holds
+        keep: int | None = 2, # checkpoints kept (>= 1); None keeps every epoch's
         progress: bool = True, # tqdm progress bars with live loss and accuracy
-        max_steps_per_epoch: int | None = None, # cut epochs short (quick runs)
+        max_steps_per_epoch: int | None = None, # cut epochs short (quick runs), >= 1; None: whole epochs
         callbacks: Sequence[Callable] = (), # each called as `callback(model, state)` after every epoch, its record in `state.history[-1]`
        ) -> pd.DataFrame:
     "Train `model` on `train` with `objective`; return the per-epoch history."
-    epochs, batch_size = check_int(epochs, 'epochs', min=1), check_int(batch_size, 'batch_size', min=1)
-    lr = check_float(lr, 'lr', min=0, min_open=True)
-    _check_fit_data(model, train, 'train')
-    if val is not None: _check_fit_data(model, val, 'val')
-    if resume and checkpoint_dir is None: raise ValueError("resume: needs checkpoint_dir")
+    epochs, batch_size, keep, max_steps_per_epoch = _check_fit_args(
+        model, train, val, epochs, batch_size, objective, optimizer, lr, weight_decay, momentum, nesterov, schedule, transform,
+        seed, amp, checkpoint_dir, resume, keep, max_steps_per_epoch, callbacks)
     device = get_device(device)
     amp = device.type == 'cuda' if amp is None else amp
-    objective = objective or CrossEntropy()
+    objective, schedule = objective or CrossEntropy(), schedule or Constant()
     model.to(device)
     for obj in (objective, transform):
         if isinstance(obj, nn.Module): obj.to(device)
     train_d, val_d = train.to(device), val.to(device) if val is not None else None
-    if callable(optimizer) and not isinstance(optimizer, str): opt = optimizer(model.parameters())
-    else: opt = OPTIMIZERS[check_choice(optimizer, 'optimizer', OPTIMIZERS)](model.parameters(), lr, weight_decay, momentum, nesterov)
+    opt = _make_optimizer(model, optimizer, lr, weight_decay, momentum, nesterov)
     base_lrs = [g['lr'] for g in opt.param_groups]
-    schedule = schedule or Constant()
     spe = train_d.num_batches(batch_size, drop_last=len(train_d) > batch_size)
-    if max_steps_per_epoch: spe = min(spe, check_int(max_steps_per_epoch, 'max_steps_per_epoch', min=1))
-    state = TrainState(epochs=epochs, steps_per_epoch=spe, device=device)
-    start = 0
-    if resume and (ck := load_checkpoint(checkpoint_dir)) is not None:
-        states, meta = ck
-        model.load_state_dict(states['model']); opt.load_state_dict(states['optimizer'])
-        for k, obj in (('objective', objective), ('transform', transform)):
-            if k in states and hasattr(obj, 'load_state_dict'): obj.load_state_dict(states[k])
-        state.history, start = meta['history'], meta['epoch'] + 1
-        state.step = start * spe
+    state = TrainState(epochs=epochs, steps_per_epoch=min(spe, max_steps_per_epoch or spe), device=device)
+    start, last_good = _resume(checkpoint_dir, epochs, model, opt, objective, transform, state) if resume else (0, None)
     bar_cls = _tqdm() if progress else None
     for epoch in range(start, epochs):
-        state.epoch = epoch
-        torch.manual_seed(derive_seed(seed, epoch))
-        state.generator = make_generator(derive_seed(seed, epoch, 2), device)
-        order = make_generator(derive_seed(seed, epoch, 1))
-        model.train()
-        sums, n, t0 = {}, 0, time.perf_counter()
-        batches = train_d.batches(batch_size, shuffle=True, generator=order, drop_last=len(train_d) > batch_size)
-        bar = bar_cls(total=spe, desc=f'epoch {epoch + 1}/{epochs}', leave=False) if bar_cls else None
-        for i, batch in enumerate(batches):
-            if i >= spe: break
-            for g, base in zip(opt.param_groups, base_lrs): g['lr'] = base * schedule(state.epoch_progress)
-            if transform is not None: batch = transform(*batch, state)
-            with torch.enable_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss, logs = objective(model, batch, state)
-            if not torch.isfinite(loss):
-                where = f" The last good checkpoint is kept in {checkpoint_dir}." if checkpoint_dir else ''
-                raise TrainingDivergedError(f"loss became {loss.item()} at step {state.step} (epoch {epoch + 1}, batch {i + 1}).{where}")
-            opt.zero_grad(set_to_none=True)
-            with torch.enable_grad(): loss.backward()
-            opt.step()
-            state.step += 1
-            bs = len(batch[1])
-            for k, v in {'loss': loss.detach(), **logs}.items(): sums[k] = sums.get(k, 0.0) + v.detach().float() * bs if torch.is_tensor(v) else sums.get(k, 0.0) + v * bs
-            n += bs
-            if bar is not None:
-                bar.update(1)
-                if i % 20 == 0 or i == spe - 1: bar.set_postfix({k: f'{float(v) / n:.4f}' for k, v in sums.items()})
-        if bar is not None: bar.close()
+        state.epoch, t0 = epoch, time.perf_counter()
+        bar = bar_cls(total=state.steps_per_epoch, desc=f'epoch {epoch + 1}/{epochs}', leave=False) if bar_cls else None
+        try: sums, n = _train_epoch(model, train_d, opt, base_lrs, objective, transform, schedule, state, batch_size, amp, seed, bar,
+                                    _last_good(checkpoint_dir, last_good))
+        finally:
+            if bar is not None: bar.close()
         rec = {'epoch': epoch + 1, 'lr': opt.param_groups[0]['lr']}
         rec.update({f'train_{k}': float(v) / n for k, v in sums.items()})
-        if val_d is not None: rec.update({f'val_{k}': v for k, v in evaluate(model, val_d, device=device).items()})
+        if val_d is not None: rec.update({f'val_{k}': v for k, v in _evaluate(model, val_d, 1024, device).items()})
         rec['seconds'] = time.perf_counter() - t0
         state.history.append(rec)
         if progress: print(' '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in rec.items()))
         if checkpoint_dir is not None:
-            save_checkpoint(checkpoint_dir, f'ckpt-{epoch + 1:04d}', _states(model, opt, objective, transform),
-                            {'epoch': epoch, 'history': state.history, 'seed': seed}, keep=keep)
+            last_good = _save_epoch(checkpoint_dir, model, opt, objective, transform, state, seed, keep, last_good)
         for callback in callbacks: callback(model, state)
     return pd.DataFrame(state.history)
 

@@ -54,8 +54,10 @@ def test_checkpoint_write_failure_keeps_previous(tmp_path, monkeypatch):
     from robust_nb import train as tr
     lin = torch.nn.Linear(2, 2)
     tr.save_checkpoint(tmp_path, 'ckpt-0001', {'model': lin.state_dict()}, {'epoch': 0})
-    def boom(tensors, path): Path(path).write_bytes(b'partial'); raise OSError('disk full')
-    monkeypatch.setattr(tr, 'save_file', boom)
+    def boom(path, data):  # the weights' write fails half-way
+        with open(path, 'wb') as f: f.write(data[:len(data) // 2])
+        raise OSError('disk full')
+    monkeypatch.setattr(Path, 'write_bytes', boom)
     with pytest.raises(OSError):
         tr.save_checkpoint(tmp_path, 'ckpt-0002', {'model': lin.state_dict()}, {'epoch': 1})
     states, meta = tr.load_checkpoint(tmp_path)
