@@ -1,11 +1,12 @@
 """Attack speed: robust_nb's pgd against torchattacks' PGD / PGDL2 with the same settings, and the throughput of
 minimal_perturbation with its default ensemble (FGSM, PGD, BG), in one process on Fashion-MNIST.
 
-    python benchmarks/attacks.py [--n 512] [--batch 256] [--repeats 7] [--device cpu]
+    python benchmarks/attacks.py [--n 512] [--batch 256] [--repeats 7] [--device cpu] [--out benchmarks/results]
 
 Each timing is repeated, ours and torchattacks' interleaved (ours, theirs, ours, theirs, ...) after one warm-up
 call each, and the median is reported. The model is robust_nb's LeNet trained for `--train-steps` steps.
-Writes benchmarks/results/attacks.json (attacks_<device>.json for a non-CPU device).
+Writes attacks.json (attacks_<device>.json for a non-CPU device, e.g. attacks_cuda.json) into `--out`, by default
+benchmarks/results/.
 """
 from __future__ import annotations
 import argparse, json, statistics, time
@@ -47,6 +48,7 @@ def main():
     ap.add_argument('--train-steps', type=int, default=200)
     ap.add_argument('--device', default=None)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--out', default=str(OUT), help='folder for the result JSON (default benchmarks/results)')
     args = ap.parse_args()
     device = get_device(args.device)
     seed_everything(args.seed)
@@ -101,9 +103,9 @@ def main():
         config=vars(args), seeds=dict(seed=args.seed, data_take_seed=args.seed, train_seed=args.seed),
         model='lenet (robust_nb.models, 20/50 channels, embed 500), trained with robust_nb.train.fit',
         method='median over repeats; robust_nb and torchattacks calls interleaved in one process after one warm-up each',
-        environment=environment_info(device))
-    OUT.mkdir(exist_ok=True)
-    path = OUT / ('attacks.json' if device.type == 'cpu' else f'attacks_{device.type}.json')
+        machine=environment_info(device))
+    out_dir = Path(args.out); out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ('attacks.json' if device.type == 'cpu' else f'attacks_{device.type}.json')
     path.write_text(json.dumps(out, indent=1))
     print(f'wrote {path}')
 

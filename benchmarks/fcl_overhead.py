@@ -1,4 +1,4 @@
-"""Cost of FCL, side by side in one process on the CPU:
+"""Cost of FCL, side by side in one process on the CPU (or on a GPU with `--device cuda`):
 
 1. one FCL training step (Algorithm 1, lambda fully on) against one plain cross-entropy step, for the same LeNet,
    the same batch of corner-task images and the same optimiser (target: at most 3x);
@@ -19,8 +19,12 @@ is this bound from the parts measured here (I = utility pass - clean forward, F 
 without the optimiser).
 
     python benchmarks/fcl_overhead.py [--batch-size 128] [--steps 20] [--rounds 7] [--sens-batch 8] [--sens-rounds 3]
+                                      [--device cpu] [--out benchmarks/results]
 
-Writes benchmarks/results/fcl_overhead.json."""
+Writes fcl_overhead.json (fcl_overhead_<device>.json for a non-CPU device, e.g. fcl_overhead_cuda.json) into `--out`, a
+folder (by default benchmarks/results/) or a file name ending in .json. On CUDA the steps and their parts run under
+bfloat16 autocast as `fit` runs them (`--no-amp` for float32), the random numbers of the FCL step come from a generator
+on the device as in `fit`, and every timing waits for the GPU to finish."""
 import argparse, json, os, statistics, time
 from pathlib import Path
 
@@ -28,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import jvp
 
-from robust_nb.core import environment_info, make_generator
+from robust_nb.core import environment_info, get_device, make_generator
 from robust_nb.methods.fcl import FCL, contextual_sensitivity, embed_with_utility, sensitivity_estimate, utility_perturbation
 from robust_nb.models import LeNet
 from robust_nb.synthetic import corner_task
@@ -37,26 +41,38 @@ from robust_nb.train import CrossEntropy, TrainState
 OUT = Path(__file__).parent/'results'
 
 
-def sensitivity_loop(model, x):
-    "The baseline: for every input feature j, column j of each sample's Jacobian by one forward-mode product."
-    d = x[0].numel()
-    s2 = torch.empty(len(x), d)
+def sensitivity_loop(model, x, features=None):
+    "The baseline: for every input feature j (the first `features` of them), column j of each sample's Jacobian by one forward-mode product; `[B, features]`."
+    d = x[0].numel() if features is None else min(features, x[0].numel())
+    s2 = torch.empty(len(x), d, device=x.device)
     with torch.no_grad():  # as in contextual_sensitivity: no graph back to the weights
         for j in range(d):
             t = torch.zeros_like(x).flatten(1); t[:, j] = 1
             _, col = jvp(model.embed, (x,), (t.view_as(x),))  # [B, E]
             s2[:, j] = col.pow(2).sum(1)
-    return s2.sqrt().view_as(x)
+    return s2.sqrt()
 
 
-def step_timer(model, objective, batch, state, steps):
+def sync(device):
+    "Wait for the GPU's queued work (timings on CUDA are otherwise only launch times)."
+    if device.type == 'cuda': torch.cuda.synchronize(device)
+
+
+def autocast(device, amp):
+    "bfloat16 autocast on `device` when `amp`, as `fit` trains."
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+
+
+def step_timer(model, objective, batch, state, steps, amp=False):
     "Seconds per optimiser step (forward, backward, Adam) of `objective` on `batch`."
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    device = batch[0].device
     def run(n):
-        t = time.perf_counter()
+        sync(device); t = time.perf_counter()
         for _ in range(n):
-            loss, _ = objective(model, batch, state)
+            with autocast(device, amp): loss, _ = objective(model, batch, state)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        sync(device)
         return (time.perf_counter() - t) / n
     return run
 
@@ -68,20 +84,28 @@ def main():
     ap.add_argument('--rounds', type=int, default=7, help='interleaved repeats of each step kind')
     ap.add_argument('--sens-batch', type=int, default=8, help='images per sensitivity map')
     ap.add_argument('--sens-rounds', type=int, default=3)
+    ap.add_argument('--loop-features', type=int, default=None,
+                    help='run the loop baseline over the first N input features only and scale its times to all of them (default: all)')
     ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--out', default=str(OUT/'fcl_overhead.json'))
+    ap.add_argument('--device', default='cpu', help="'cpu' (default), 'cuda', 'cuda:N' or 'mps'")
+    ap.add_argument('--no-amp', action='store_true', help='on CUDA, time float32 steps instead of bfloat16 autocast')
+    ap.add_argument('--out', default=str(OUT), help='folder for the result JSON, or a file name ending in .json (default benchmarks/results)')
     a = ap.parse_args()
+    device = get_device(a.device)
+    amp = device.type == 'cuda' and not a.no_amp
 
     load_before = os.getloadavg()
     task = corner_task(seed=a.seed)
     x, y = task.train.take(a.batch_size, seed=a.seed)[:]
-    state = TrainState(epoch=10, epochs=20, steps_per_epoch=100, step=1000, generator=make_generator(a.seed))  # lambda fully on
+    x, y = x.to(device), y.to(device)
+    state = TrainState(epoch=10, epochs=20, steps_per_epoch=100, step=1000, device=device,
+                       generator=make_generator(a.seed, device))  # lambda fully on
     fcl = FCL()  # the paper's k=256, lambda=0.001, tau=0.1, sigma=0.5
     assert fcl.weight(state) == fcl.lam
     runners = {}
     for name, obj in (('xe', CrossEntropy()), ('fcl', fcl)):
         torch.manual_seed(a.seed)
-        runners[name] = step_timer(LeNet(num_classes=15), obj, (x, y), state, a.steps)
+        runners[name] = step_timer(LeNet(num_classes=15).to(device), obj, (x, y), state, a.steps, amp)
         runners[name](3)  # warm-up
     step_times = {'xe': [], 'fcl': []}
     for r in range(a.rounds):
@@ -91,39 +115,50 @@ def main():
 
     # the parts of an FCL step, without the backward pass (which covers B clean + 2B perturbed images)
     torch.manual_seed(a.seed)
-    net = LeNet(num_classes=15)
-    g = make_generator(a.seed)
-    def utility_pass(): return embed_with_utility(net, x, y, keep_graph=False)
+    net = LeNet(num_classes=15).to(device)
+    g = make_generator(a.seed, device)
+    def utility_pass():
+        with autocast(device, amp): return embed_with_utility(net, x, y, keep_graph=False)
     def xe_forward_backward():
-        net.zero_grad(set_to_none=True); F.cross_entropy(net(x), y).backward()
+        net.zero_grad(set_to_none=True)
+        with autocast(device, amp): loss = F.cross_entropy(net(x), y)
+        loss.backward()
+    def clean_forward():
+        with autocast(device, amp): return net(x)
+    def stacked_2b_forward():
+        with autocast(device, amp): return net.embed(xp)
     _, _, u = utility_pass()
     xp = torch.cat([x + utility_perturbation(u, 256, 0.5, 'bottom', g), x + utility_perturbation(u, 256, 0.5, 'top', g)])
-    parts = {'clean_forward': lambda: net(x), 'utility_pass': utility_pass, 'stacked_2b_forward': lambda: net.embed(xp),
+    parts = {'clean_forward': clean_forward, 'utility_pass': utility_pass, 'stacked_2b_forward': stacked_2b_forward,
              'xe_forward_backward': xe_forward_backward}
     part_times = {k: [] for k in parts}
     for r in range(a.rounds):
         for name, f in parts.items():
-            t = time.perf_counter()
+            sync(device); t = time.perf_counter()
             for _ in range(a.steps): f()
+            sync(device)
             part_times[name].append((time.perf_counter() - t) / a.steps)
     pmed = {k: 1000 * statistics.median(v) for k, v in part_times.items()}
     input_grad_ms = pmed['utility_pass'] - pmed['clean_forward']
     lower_bound = (1000 * med['xe'] + input_grad_ms + 2 * pmed['xe_forward_backward']) / (1000 * med['xe'])
 
     torch.manual_seed(a.seed)
-    model = LeNet(num_classes=15).eval()
-    xs = task.test.take(a.sens_batch, seed=a.seed)[:][0]
-    exact, loop = contextual_sensitivity(model, xs), sensitivity_loop(model, xs)  # also the warm-up (vmap traces on the first call)
+    model = LeNet(num_classes=15).to(device).eval()
+    xs = task.test.take(a.sens_batch, seed=a.seed)[:][0].to(device)
+    n_features = xs[0].numel()
+    k = n_features if a.loop_features is None else max(1, min(a.loop_features, n_features))
+    exact, loop = contextual_sensitivity(model, xs), sensitivity_loop(model, xs, k)  # also the warm-up (vmap traces on the first call)
     contextual_sensitivity(model, xs[:1])
-    max_rel_diff = float(((exact - loop).abs().max() / loop.abs().max()))
-    fns = {'exact_1': lambda: contextual_sensitivity(model, xs[:1]), 'loop_1': lambda: sensitivity_loop(model, xs[:1]),
-           'exact_batch': lambda: contextual_sensitivity(model, xs), 'loop_batch': lambda: sensitivity_loop(model, xs),
+    max_rel_diff = float(((exact.flatten(1)[:, :k] - loop).abs().max() / loop.abs().max()))
+    fns = {'exact_1': lambda: contextual_sensitivity(model, xs[:1]), 'loop_1': lambda: sensitivity_loop(model, xs[:1], k),
+           'exact_batch': lambda: contextual_sensitivity(model, xs), 'loop_batch': lambda: sensitivity_loop(model, xs, k),
            'estimate_16_probes_batch': lambda: sensitivity_estimate(model, xs, probes=16, generator=0)}
     sens_times = {k: [] for k in fns}
     for r in range(a.sens_rounds):
         for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
-            t = time.perf_counter(); fns[name](); sens_times[name].append(time.perf_counter() - t)
-    smed = {k: statistics.median(v) for k, v in sens_times.items()}
+            sync(device); t = time.perf_counter(); fns[name](); sync(device); sens_times[name].append(time.perf_counter() - t)
+    smed = {name: statistics.median(v) for name, v in sens_times.items()}
+    for name in ('loop_1', 'loop_batch'): smed[name] *= n_features / k  # the loop's time is linear in the features it covers
 
     result = dict(
         benchmark='fcl_overhead',
@@ -143,12 +178,18 @@ def main():
                    optimizer='Adam lr 1e-3', fcl=repr(fcl), data=f"corner task ({task.params['base']}) training images",
                    steps_per_repeat=a.steps, rounds=a.rounds, sens_batch=a.sens_batch, sens_rounds=a.sens_rounds,
                    sensitivity_loop='one torch.func.jvp per input feature over the whole batch',
+                   sensitivity_loop_features=k,
+                   sensitivity_loop_times=('measured over all input features' if k == n_features else
+                                           f'measured over the first {k} of {n_features} input features and scaled by {n_features}/{k}'),
                    exact_vs_loop_max_rel_diff=max_rel_diff, seed=a.seed,
                    load_average_before=load_before, load_average_after=os.getloadavg(),
-                   omp_num_threads=os.environ.get('OMP_NUM_THREADS')),
+                   omp_num_threads=os.environ.get('OMP_NUM_THREADS'), device=str(device),
+                   autocast='bfloat16' if amp else None),
         raw=dict(step_seconds=step_times, fcl_part_seconds=part_times, sensitivity_seconds=sens_times),
-        environment=environment_info('cpu'))
-    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
+        machine=environment_info(device))
+    out = Path(a.out)
+    if out.suffix != '.json': out = out/('fcl_overhead.json' if device.type == 'cpu' else f'fcl_overhead_{device.type}.json')
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result['summary'], indent=1))
     print(f"wrote {out}")

@@ -1,9 +1,10 @@
 """Training-step throughput of the LeNet on Fashion-MNIST: robust_nb's in-memory data path against a
 torchvision `Dataset` + `DataLoader(ToTensor)` pipeline, side by side in one process.
 
-    python benchmarks/train_throughput.py [--steps 150] [--rounds 3] [--device cpu]
+    python benchmarks/train_throughput.py [--steps 150] [--rounds 3] [--device cpu] [--out benchmarks/results]
 
-Writes benchmarks/results/train_throughput.json (or train_throughput_<device>.json for a non-CPU device)."""
+Writes train_throughput.json (train_throughput_<device>.json for a non-CPU device, e.g. train_throughput_cuda.json)
+into `--out`, by default benchmarks/results/."""
 import argparse, gzip, json, shutil, statistics, tempfile, time
 from pathlib import Path
 
@@ -66,33 +67,39 @@ def main():
     ap.add_argument('--batch-size', type=int, default=128)
     ap.add_argument('--device', default=None)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--workers', type=lambda t: [int(v) for v in t.split(',')], default=[0, 2],
+                    help='comma-separated DataLoader num_workers settings timed (default 0,2)')
+    ap.add_argument('--out', default=str(OUT), help='folder for the result JSON (default benchmarks/results)')
     args = ap.parse_args()
     device = get_device(args.device)
     train = load_dataset('fashion_mnist', 'train')
     with tempfile.TemporaryDirectory() as tmp:
         ds = datasets.FashionMNIST(str(torchvision_root(Path(tmp))), train=True, transform=transforms.ToTensor())
-        raw = {'robust_nb': [], 'dataloader_workers0': [], 'dataloader_workers2': []}
+        raw = {'robust_nb': [], **{f'dataloader_workers{w}': [] for w in args.workers}}
         for r in range(args.rounds):   # interleaved rounds, median taken
             raw['robust_nb'].append(time_robust_nb(train, args.steps, args.batch_size, device, args.seed + r))
-            raw['dataloader_workers0'].append(time_dataloader(ds, args.steps, args.batch_size, device, args.seed + r, 0))
-            raw['dataloader_workers2'].append(time_dataloader(ds, args.steps, args.batch_size, device, args.seed + r, 2))
+            for w in args.workers:
+                raw[f'dataloader_workers{w}'].append(time_dataloader(ds, args.steps, args.batch_size, device, args.seed + r, w))
             print({k: round(v[-1]) for k, v in raw.items()}, flush=True)
     med = {k: statistics.median(v) for k, v in raw.items()}
-    best_dl = max(med['dataloader_workers0'], med['dataloader_workers2'])
+    best_dl = max(med[f'dataloader_workers{w}'] for w in args.workers)
     result = {
         'benchmark': 'train_throughput',
-        'what': 'images/s of LeNet training steps (forward, cross-entropy, backward, Adam) on Fashion-MNIST; robust_nb path = fit() over in-memory ImageData; reference = torchvision FashionMNIST + DataLoader(ToTensor), best of num_workers 0 and 2',
+        'what': 'images/s of LeNet training steps (forward, cross-entropy, backward, Adam) on Fashion-MNIST; robust_nb path = fit() over in-memory ImageData; '
+                f"reference = torchvision FashionMNIST + DataLoader(ToTensor), best of num_workers {' and '.join(map(str, args.workers))}",
         'machine': environment_info(device),
-        'settings': {'steps': args.steps, 'rounds': args.rounds, 'batch_size': args.batch_size, 'seeds': [args.seed + r for r in range(args.rounds)]},
+        'settings': {'steps': args.steps, 'rounds': args.rounds, 'batch_size': args.batch_size, 'seeds': [args.seed + r for r in range(args.rounds)],
+                     'device': str(device)},
         'raw_images_per_s': raw,
         'summary': {'speedup_vs_dataloader': med['robust_nb'] / best_dl,
                     'robust_nb_images_per_s': med['robust_nb'],
                     'dataloader_images_per_s': best_dl},
     }
-    OUT.mkdir(exist_ok=True)
+    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     name = 'train_throughput.json' if device.type == 'cpu' else f'train_throughput_{device.type}.json'
-    (OUT/name).write_text(json.dumps(result, indent=1))
+    (out/name).write_text(json.dumps(result, indent=1))
     print(json.dumps(result['summary'], indent=1))
+    print(f'wrote {out/name}')
 
 
 if __name__ == '__main__':
