@@ -63,7 +63,9 @@ class ImageData:
 
     def __getitem__(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
         "Float images in [0, 1] and labels at `idx` (int, slice or index tensor)."
-        if isinstance(idx, int): idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
+        if isinstance(idx, int):
+            if not -len(self) <= idx < len(self): raise IndexError(f"idx: {idx} is out of range for a data set of {len(self)} images")
+            idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
         x = self.x[idx]
         return (x.float().div_(255) if x.dtype == torch.uint8 else x), self.y[idx]
 

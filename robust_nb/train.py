@@ -124,6 +124,7 @@ def _write_safetensors(path: Path, tensors: dict) -> str:
 def _read_safetensors(path: Path, sha256: str | None, # the recorded hash; None skips the check
                       fix: str) -> dict:
     "The tensors in `path` once its SHA-256 matches `sha256`, else a `CorruptFileError` naming the file and ending with `fix`."
+    if not path.exists(): raise FileNotFoundError(f"{path}: no such weights file; check the path (saved with save_model or save_checkpoint)")
     try: data = path.read_bytes()
     except OSError as e: raise CorruptFileError(f"{path}: cannot be read ({e.strerror or e}); {fix}") from e
     if sha256 is not None and (got := hashlib.sha256(data).hexdigest()) != sha256:
@@ -242,7 +243,10 @@ def load_model(model: nn.Module, path: str | Path) -> dict:
     if side.exists():
         try: sidecar = json.loads(side.read_text())
         except (OSError, ValueError) as e: raise CorruptFileError(f"{side}: unreadable sidecar ({e}); {fix}") from e
-    model.load_state_dict(_read_safetensors(path, sidecar.get('sha256'), fix))
+    weights = _read_safetensors(path, sidecar.get('sha256'), fix)
+    try: model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise ValueError(f"model: the weights in {path} (saved from {sidecar.get('class', 'another model')}) do not fit this {type(model).__name__}: {str(e).splitlines()[0]}") from None
     return sidecar.get('meta', {})
 
 # %% ../nbs/03_train.ipynb #409c6631

@@ -64,6 +64,8 @@ def show_images(x: torch.Tensor, # images [B, C, H, W] in [0, 1]
     "A grid of images with optional titles."
     check_images(x, 'x', channels=(1, 3))
     n = len(x); ncols = min(check_int(ncols, 'ncols', min=1), n); nrows = -(-n // ncols)
+    for name, seq in (('titles', titles), ('title_colors', title_colors)):
+        if seq is not None and (isinstance(seq, str) or len(seq) != n): raise ValueError(f"{name}: expected one entry per image ({n}), got {seq!r:.80}")
     fig, axes = new_figure(nrows, ncols, (size, size + (0.25 if titles is not None else 0)))
     axes = np.atleast_1d(axes).ravel()
     for i, ax in enumerate(axes):
@@ -155,6 +157,14 @@ def _finite_max(ds) -> float:
     m = max((float(d[torch.isfinite(d)].max()) for d in ds if torch.isfinite(d).any()), default=0.0)
     return m if m > 0 else 1.0
 
+def _distances(v, name: str) -> torch.Tensor:
+    "Distances to the boundary as a float tensor [N], non-negative (inf allowed), else a `ValueError` naming `name`."
+    try: d = torch.as_tensor(v).detach().float().cpu()
+    except (TypeError, ValueError, RuntimeError): raise ValueError(f"{name}: expected distances [N] (a tensor or a sequence of numbers), got {type(v).__name__}") from None
+    if d.ndim != 1 or len(d) == 0 or d.isnan().any() or (d < 0).any():
+        raise ValueError(f"{name}: expected a non-empty 1-d tensor of distances >= 0 (inf where none was found), got shape {tuple(d.shape)}")
+    return d
+
 def margin_curves_plot(curves: dict | torch.Tensor, # {model name: distances [N]} (inf: no adversarial example found), or one tensor
                        max_eps: float | None = None, # right end of the eps axis and of the area R; None: the largest finite distance
                        norm: str = 'l2', # the norm the distances are in (axis label only)
@@ -164,7 +174,7 @@ def margin_curves_plot(curves: dict | torch.Tensor, # {model name: distances [N]
     "Margin curves of several models with the area R in the legend (Tibo et al., Figure 3)."
     curves = {'model': curves} if isinstance(curves, torch.Tensor) else dict(curves)
     if not curves: raise ValueError("curves: expected at least one model's distances")
-    ds = {k: torch.as_tensor(v).detach().float().cpu() for k, v in curves.items()}
+    ds = {k: _distances(v, f'curves[{k!r}]') for k, v in curves.items()}
     max_eps = _finite_max(ds.values()) if max_eps is None else max_eps
     grid = torch.linspace(0, max_eps, check_int(points, 'points', min=2))
     if ax is None: fig, ax = new_figure(size=(4, 2.8))

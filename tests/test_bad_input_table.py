@@ -19,7 +19,12 @@ from robust_nb.methods.augment import GaussianNoise, Mixup, PatchGaussian, mixup
 from robust_nb.methods.fcl import contextual_utility
 from robust_nb.models import LeNet
 from robust_nb.synthetic import corner_task, shrink
-from robust_nb.train import evaluate
+from robust_nb.train import evaluate, load_model, save_model
+from robust_nb.eval.measures import clopper_pearson
+from robust_nb.methods.ceb import ceb_loss
+from robust_nb.methods.fcl import FCL
+from robust_nb.methods.mtlat import TLAT, fgsm_toward
+from robust_nb.viz import margin_curves_plot, show_images
 
 NO_CUDA = not torch.cuda.is_available()
 
@@ -99,6 +104,21 @@ CASES = [
     ('mixup-lam-negative-per-image', lambda: mixup(_x(), torch.eye(10)[_y()], torch.tensor([0.5, -0.1, 0.2, 1.0]), torch.tensor([1, 0, 3, 2])), ValueError, ['lam:', '[0, 1]']),
     ('mixup-perm-length', lambda: mixup(_x(), torch.eye(10)[_y()], 0.5, torch.tensor([1, 0])), ValueError, ['perm:', '[4]']),
     ('gauss-sigma-negative', lambda: GaussianNoise(-0.1), ValueError, ['sigma:', '>= 0']),
+    # objectives and losses called directly
+    ('tlat-label-11', lambda: TLAT()(_model(), (_x(), torch.tensor([0, 1, 2, 11])), None), ValueError, ['y:', '[0, 9]', '11']),
+    ('fgsm-toward-label-11', lambda: fgsm_toward(_model(), _x(), torch.tensor([0, 1, 2, 11]), 0.1), ValueError, ['y:', '[0, 9]']),
+    ('fcl-label-11', lambda: FCL()(_model(), (_x(), torch.tensor([0, 1, 2, 11])), None), ValueError, ['y:', '[0, 9]', '10 classes']),
+    ('ceb-loss-label-length', lambda: ceb_loss(torch.rand(4, 10), torch.arange(3), torch.rand(4, 3), torch.rand(4, 3), torch.rand(4, 3), rho=1), ValueError, ['y:', 'expected 4 labels']),
+    ('ceb-loss-mu-shape', lambda: ceb_loss(torch.rand(4, 10), torch.arange(4), torch.rand(4, 3), torch.rand(4, 3), torch.rand(10, 3), rho=1), ValueError, ['mu:', '[4, 3]']),
+    ('clopper-k-above-n', lambda: clopper_pearson(torch.tensor([5]), 3), ValueError, ['k:', '[0, 3]']),
+    ('clopper-confidence', lambda: clopper_pearson(torch.tensor([1]), 3, confidence=2), ValueError, ['confidence:', '<= 1']),
+    # figures
+    ('show-images-titles', lambda: show_images(_x(), ['a']), ValueError, ['titles:', 'one entry per image (4)']),
+    ('margin-curves-text', lambda: margin_curves_plot({'a': 'x'}), ValueError, ["curves['a']", 'distances']),
+    ('margin-curves-negative', lambda: margin_curves_plot({'a': torch.tensor([-1.0, 1.0])}), ValueError, ["curves['a']", '>= 0']),
+    # indexing and files
+    ('imagedata-index-out-of-range', lambda: ImageData(_x(), _y())[10], IndexError, ['idx:', '10', '4 images']),
+    ('load-model-missing', lambda: load_model(_model(), '/nonexistent/model.safetensors'), FileNotFoundError, ['/nonexistent/model.safetensors', 'no such weights file']),
     # the corner task on a base set too small for its validation share
     ('corner-val-uses-base', lambda: corner_task(_small_base(), val_per_class=10, n_rare=5, test_per_class=2), ValueError, ['n_rare:', 'val_per_class=10', 'went to validation', 'lower n_rare or val_per_class']),
 ]
@@ -110,6 +130,12 @@ def test_bad_input(case, call, exc, words):
         call()
     msg = str(e.value)
     for w in words: assert w in msg, f"{case}: {w!r} not in {msg!r}"
+
+
+def test_weights_of_another_architecture_name_both(tmp_path):
+    path = save_model(torch.nn.Sequential(torch.nn.Linear(2, 2)), tmp_path/'other')
+    with pytest.raises(ValueError) as e: load_model(_model(), path)
+    assert 'model:' in str(e.value) and 'Sequential' in str(e.value) and 'LeNet' in str(e.value)
 
 
 def test_check_data_accepts_what_it_should():

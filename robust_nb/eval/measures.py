@@ -339,6 +339,11 @@ class BasicRobustness:
 def clopper_pearson(k: Tensor, n: int, confidence: float = 0.95) -> tuple[Tensor, Tensor]:
     "Exact binomial confidence interval for k successes out of n."
     from scipy.stats import beta
+    n, confidence = check_int(n, 'n', min=1), check_float(confidence, 'confidence', min=0, max=1, min_open=True)
+    if confidence == 1: raise ValueError("confidence: must be < 1, got 1.0")
+    k = torch.as_tensor(k)
+    if k.is_floating_point() and not (k == k.round()).all(): raise ValueError("k: expected whole numbers of successes")
+    if len(k.reshape(-1)) and (k.min() < 0 or k.max() > n): raise ValueError(f"k: successes must lie in [0, n] = [0, {n}], got [{k.min().item()}, {k.max().item()}]")
     k = k.detach().cpu().double().numpy()
     a = (1 - confidence) / 2
     lo = torch.from_numpy(beta.ppf(a, k, n - k + 1)).nan_to_num(0.0)

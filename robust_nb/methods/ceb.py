@@ -175,6 +175,9 @@ def ceb_loss(logits: torch.Tensor, # c(y|z) logits at z = f + eps [B, K]
              rho: float, reduction: str = 'mean') -> torch.Tensor:
     "CEB Eq. 8: `CE(c(y|z), y) + e^-rho (log e(z|x) - log b(z|y))`."
     rho = check_float(rho, 'rho')
+    check_labels(y, logits.shape[-1], 'y', n=len(logits))
+    for name, t in (('f', f), ('eps', eps), ('mu', mu)):
+        if t.shape != f.shape or len(t) != len(logits): raise ValueError(f"{name}: expected encodings [B, d] = [{len(logits)}, {f.shape[-1]}] like f, got {tuple(t.shape)}")
     return _reduce(F.cross_entropy(logits, y, reduction='none') + math.exp(-rho) * ceb_log_ratio(f, eps, mu), reduction)
 
 def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:

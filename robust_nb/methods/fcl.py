@@ -223,6 +223,7 @@ def embed_with_utility(model: nn.Module, # a classifier with `embed` and `head`
     with torch.enable_grad():
         z = model.embed(xg)
         logits = model.head(z)
+        _check_classes(logits, y)
         (g,) = torch.autograd.grad(F.cross_entropy(_wide(logits), y, reduction='sum'), xg, retain_graph=keep_graph)
     return z, logits, g.abs()
 

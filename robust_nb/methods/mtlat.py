@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core import check_choice, check_float, check_int, make_generator
+from ..core import check_choice, check_float, check_int, check_labels, make_generator
 from ..train import soft_cross_entropy, hard_labels
 from .augment import check_soft_labels, mixup, one_hot, sample_beta
 
@@ -28,7 +28,10 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
     "Gradient wrt `x` of the summed (soft-label) cross-entropy of `model(x)` against `y` (indices or probability vectors)."
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
-        loss = soft_cross_entropy(model(x).float(), y, reduction='sum')
+        logits = model(x).float()
+        if y.ndim == 1: check_labels(y, logits.shape[1], 'y', n=len(x))
+        elif y.shape != logits.shape: raise ValueError(f"y: expected probability vectors {tuple(logits.shape)} like the model's output, got {tuple(y.shape)}")
+        loss = soft_cross_entropy(logits, y, reduction='sum')
         return torch.autograd.grad(loss, x)[0]
 
 def fgsm_toward(model: nn.Module, # classifier returning logits
@@ -94,6 +97,7 @@ def _labels(y: torch.Tensor, k: int) -> torch.Tensor:
     if y.ndim == 2:
         check_soft_labels(y, 'y')
         if y.shape[1] != k: raise ValueError(f"y: soft labels have {y.shape[1]} classes but the model outputs {k}")
+    else: check_labels(y, k, 'y')
     return one_hot(y, k).to(torch.float32)
 
 def _split(x: torch.Tensor, y: torch.Tensor):
