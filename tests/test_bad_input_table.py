@@ -156,51 +156,37 @@ def fmnist_copy(tmp_path, fmnist_available):
     return tmp_path/'root', dst
 
 
-def _with_root(root):
-    old = os.environ.get('ROBUST_NB_DATA')
-    os.environ['ROBUST_NB_DATA'] = str(root)
-    return old
+def _load_error(monkeypatch, root) -> str:
+    "The message of the CorruptFileError that loading Fashion-MNIST's test split from `root` raises."
+    monkeypatch.setenv('ROBUST_NB_DATA', str(root))
+    with pytest.raises(CorruptFileError) as e: load_dataset('fashion_mnist', 'test')
+    return str(e.value)
 
 
-def _restore(old):
-    if old is None: os.environ.pop('ROBUST_NB_DATA', None)
-    else: os.environ['ROBUST_NB_DATA'] = old
-
-
-def test_flipped_gzip_bytes_name_the_file_and_the_fix(fmnist_copy):
+def test_flipped_gzip_bytes_name_the_file_and_the_fix(fmnist_copy, monkeypatch):
     root, folder = fmnist_copy
     f = folder/'t10k-labels-idx1-ubyte.gz'
     raw = bytearray(f.read_bytes())
     for i in range(len(raw) // 2, len(raw) // 2 + 16): raw[i] ^= 0xFF
     f.write_bytes(bytes(raw))
-    old = _with_root(root)
-    try:
-        with pytest.raises(CorruptFileError) as e: load_dataset('fashion_mnist', 'test')
-    finally: _restore(old)
-    msg = str(e.value)
+    msg = _load_error(monkeypatch, root)
     assert str(f) in msg and 'robust-nb data --verify' in msg and 'robust-nb data --download fashion_mnist' in msg
 
 
-def test_swapped_images_and_labels_name_the_file(fmnist_copy):
+def test_swapped_images_and_labels_name_the_file(fmnist_copy, monkeypatch):
     root, folder = fmnist_copy
     xs, ys = folder/'t10k-images-idx3-ubyte.gz', folder/'t10k-labels-idx1-ubyte.gz'
     xs.rename(folder/'tmp'); ys.rename(xs); (folder/'tmp').rename(ys)
-    old = _with_root(root)
-    try:
-        with pytest.raises(CorruptFileError) as e: load_dataset('fashion_mnist', 'test')
-    finally: _restore(old)
-    assert str(xs) in str(e.value) and 'a labels file?' in str(e.value)
+    msg = _load_error(monkeypatch, root)
+    assert str(xs) in msg and 'a labels file?' in msg
 
 
-def test_labels_beyond_the_classes_in_a_file(tmp_path):
+def test_labels_beyond_the_classes_in_a_file(tmp_path, monkeypatch):
     folder = tmp_path/'fashion-mnist'; folder.mkdir()
     write_idx(folder/'t10k-images-idx3-ubyte.gz', np.zeros((3, 28, 28), np.uint8))
     write_idx(folder/'t10k-labels-idx1-ubyte.gz', np.array([0, 3, 12], np.uint8))
-    old = _with_root(tmp_path)
-    try:
-        with pytest.raises(CorruptFileError) as e: load_dataset('fashion_mnist', 'test')
-    finally: _restore(old)
-    assert str(folder) in str(e.value) and '[0, 9]' in str(e.value)
+    msg = _load_error(monkeypatch, tmp_path)
+    assert str(folder) in msg and '[0, 9]' in msg
 
 
 def test_combine_runs_names_a_truncated_file(tmp_path):
