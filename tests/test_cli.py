@@ -58,6 +58,6 @@ def test_reproduce_fcl_combine_joins_runs_split_by_seed(tmp_path):
     assert abs(res['claim']['bal_un_gain'] - 0.1) < 1e-9 and res['claim']['bal_un_gain_over_2sd']   # sd of the seeds 0.0129
     assert abs(res['claim']['bal_change']) < 1e-9 and res['claim']['bal_within_one_point']
     assert (tmp_path/'all'/'fcl_table1_fashion_mnist.png').exists() and (tmp_path/'all'/'fcl_table1_fashion_mnist.csv').exists()
-    r = run('reproduce', 'fcl', '--combine', f'{a},{a}', '--out', str(tmp_path/'bad'))
+    r = run('reproduce', 'fcl', '--combine', f"{a},{part('c', [1, 2])}", '--out', str(tmp_path/'bad'))   # seed 1 twice
     assert r.returncode == 2 and 'share seeds' in r.stderr
     assert not (tmp_path/'bad').exists()

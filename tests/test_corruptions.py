@@ -58,7 +58,11 @@ def test_change_grows_with_severity(name, table):
                     "0.25, 0.4 at 2), and a wider blur smooths the swapped pixels: the change falls from s2 to s3 and s4 to s5 by design")
     x = synthetic_images(32, 32, seed=2)
     change = [(corrupt(x, name, s, 0, table) - x).abs().mean().item() for s in range(1, 6)]
-    assert all(b >= a - 1e-3 for a, b in zip(change, change[1:])), change
+    # non-decreasing up to float32 rounding of the corrupted pixels (a few dozen roundings of 2^-24 for a blur's
+    # taps) and of their mean: 64 * 2^-24 = 3.8e-6. Equal severities exist (CIFAR-10-C's motion blur at 3 and 4: a
+    # wider radius with the same sigma gives the same image); the smallest real increase is 3.9e-5 (ImageNet-C's
+    # glass blur from 1 to 2)
+    assert all(b >= a - 64 * 2**-24 for a, b in zip(change, change[1:])), change
 
 
 @pytest.fixture(scope='module')
@@ -81,10 +85,12 @@ def test_mnist_c_on_28x28_grey(name, fmnist):
 
 def test_un_nun_fraction():
     x = torch.zeros(64, 1, 28, 28)
-    assert abs((uniform_pixel_noise(x, 0.15, 0) > 0).float().mean() - 0.15) < 0.01
+    # seeded; each share is of 64 * 784 pixels: within 5 binomial standard errors (0.0080) of 0.15
+    tol = 5 * (0.15 * 0.85 / x.numel()) ** 0.5
+    assert abs((uniform_pixel_noise(x, 0.15, 0) > 0).double().mean().item() - 0.15) < tol
     std = torch.rand(28, 28) * 0.4
     y = nonuniform_pixel_noise(x, std, 0.15, 0)
-    assert abs((y > 0).float().mean() - 0.15) < 0.01
+    assert abs((y > 0).double().mean().item() - 0.15) < tol
     lo, hi = std < std.quantile(0.2), std > std.quantile(0.8)
     hits = (y > 0).float().mean(0)[0]
     assert hits[lo].mean() > hits[hi].mean()  # noise lands on the low-variance pixels

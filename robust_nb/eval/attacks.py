@@ -85,25 +85,30 @@ def _project(delta: Tensor, eps: float, norm: str) -> Tensor:
     if norm == 'linf': return delta.clamp(-eps, eps)
     return delta * (eps / _flat_norm(delta).clamp_min(1e-30)).clamp(max=1)   # clamp: 0/0 when eps underflows float32
 
-def _draw(kind: str, shape, generator, device) -> Tensor:
-    "`rand` or `randn` from `generator` (drawn on the generator's device, moved to `device`)."
-    g = make_generator(generator, device if generator is None or isinstance(generator, int) else 'cpu', 'generator')
+def _generator(generator, device) -> torch.Generator:
+    "`generator` itself, or a new one seeded with it (an int or None) on `device`: every draw of one call comes from this one stream."
+    return make_generator(generator, device if generator is None or isinstance(generator, int) else 'cpu', 'generator')
+
+def _draw(kind: str, shape, g: torch.Generator, device) -> Tensor:
+    "`rand` or `randn` from `g` (drawn on the generator's device, moved to `device`)."
     fn = torch.rand if kind == 'rand' else torch.randn
     return fn(shape, generator=g, device=g.device).to(device)
 
 def uniform_ball(x: Tensor, eps: float, norm: str = 'l2', generator=None) -> Tensor:
     "A perturbation drawn uniformly from the `norm` ball of radius `eps` for every sample of `x`."
-    if norm == 'linf': return (_draw('rand', x.shape, generator, x.device) * 2 - 1) * eps
-    d = _draw('randn', x.shape, generator, x.device)
+    g = _generator(generator, x.device)
+    if norm == 'linf': return (_draw('rand', x.shape, g, x.device) * 2 - 1) * eps
+    d = _draw('randn', x.shape, g, x.device)
     m = x[0].numel()
-    r = _draw('rand', (len(x),), generator, x.device).pow(1 / m).view(-1, *([1] * (x.ndim - 1)))
+    r = _draw('rand', (len(x),), g, x.device).pow(1 / m).view(-1, *([1] * (x.ndim - 1)))
     return d / _flat_norm(d).clamp_min(1e-12) * r * eps
 
 def random_start_noise(x: Tensor, eps: float, norm: str = 'linf', generator=None) -> Tensor:
     "PGD's random start: uniform in the L-inf ball; for L2 a random direction with a radius uniform on [0, eps]."
     if norm == 'linf': return uniform_ball(x, eps, norm, generator)
-    d = _draw('randn', x.shape, generator, x.device)
-    r = _draw('rand', (len(x),), generator, x.device).view(-1, *([1] * (x.ndim - 1)))
+    g = _generator(generator, x.device)
+    d = _draw('randn', x.shape, g, x.device)
+    r = _draw('rand', (len(x),), g, x.device).view(-1, *([1] * (x.ndim - 1)))
     return d / _flat_norm(d).clamp_min(1e-12) * r * eps
 
 # %% ../../nbs/30_eval.attacks.ipynb #466ee778
