@@ -19,7 +19,7 @@ from robust_nb.methods.augment import GaussianNoise, Mixup, PatchGaussian, mixup
 from robust_nb.methods.fcl import contextual_utility
 from robust_nb.models import LeNet
 from robust_nb.synthetic import corner_task, shrink
-from robust_nb.train import evaluate, load_model, save_model
+from robust_nb.train import evaluate, fit, load_model, save_model
 from robust_nb.eval.measures import clopper_pearson
 from robust_nb.methods.ceb import ceb_loss
 from robust_nb.methods.fcl import FCL
@@ -104,6 +104,13 @@ CASES = [
     ('mixup-lam-negative-per-image', lambda: mixup(_x(), torch.eye(10)[_y()], torch.tensor([0.5, -0.1, 0.2, 1.0]), torch.tensor([1, 0, 3, 2])), ValueError, ['lam:', '[0, 1]']),
     ('mixup-perm-length', lambda: mixup(_x(), torch.eye(10)[_y()], 0.5, torch.tensor([1, 0])), ValueError, ['perm:', '[4]']),
     ('gauss-sigma-negative', lambda: GaussianNoise(-0.1), ValueError, ['sigma:', '>= 0']),
+    # fit refuses before any work
+    ('fit-label-11', lambda: fit(_model(), ImageData(_x(), torch.tensor([0, 1, 2, 11])), progress=False), ValueError, ['train', '[0, 9]', '11']),
+    ('fit-max-steps-0', lambda: fit(_model(), ImageData(_x(), _y()), max_steps_per_epoch=0, progress=False), ValueError, ['max_steps_per_epoch:', '>= 1', 'None for no limit']),
+    ('fit-keep-negative', lambda: fit(_model(), ImageData(_x(), _y()), keep=-1, progress=False), ValueError, ['keep:', '>= 1']),
+    ('fit-checkpoint-dir-is-a-file', lambda: fit(_model(), ImageData(_x(), _y()), checkpoint_dir=__file__, progress=False), ValueError, ['checkpoint_dir:', 'is a file']),
+    ('fit-function-model', lambda: fit(lambda x: x, ImageData(_x(), _y()), progress=False), ValueError, ['model:', 'torch.nn.Module']),
+    ('fit-momentum', lambda: fit(_model(), ImageData(_x(), _y()), optimizer='sgd', momentum=1.0, progress=False), ValueError, ['momentum:', '[0, 1)']),
     # objectives and losses called directly
     ('tlat-label-11', lambda: TLAT()(_model(), (_x(), torch.tensor([0, 1, 2, 11])), None), ValueError, ['y:', '[0, 9]', '11']),
     ('fgsm-toward-label-11', lambda: fgsm_toward(_model(), _x(), torch.tensor([0, 1, 2, 11]), 0.1), ValueError, ['y:', '[0, 9]']),
