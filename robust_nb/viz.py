@@ -319,17 +319,12 @@ def utility_figure(x: torch.Tensor, # images [N, C, H, W] in [0, 1]
     return fig
 
 # %% ../nbs/40_viz.ipynb #6f91b89d
-def _ranks(v: torch.Tensor) -> torch.Tensor:
-    "Ranks 0..n-1 (ties broken by position)."
-    r = torch.empty_like(v, dtype=torch.float64)
-    r[v.argsort()] = torch.arange(len(v), dtype=torch.float64)
-    return r
-
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    "Spearman's rank correlation of two flat tensors."
-    ra, rb = _ranks(a.flatten().double()), _ranks(b.flatten().double())
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-300))
+    "Spearman's rank correlation of two flat tensors (SciPy's `spearmanr`: tied values share their average rank)."
+    from scipy.stats import spearmanr
+    a, b = a.detach().flatten().double().cpu().numpy(), b.detach().flatten().double().cpu().numpy()
+    if len(a) != len(b) or len(a) < 2: raise ValueError(f"a, b: expected two tensors of the same size (at least 2), got {len(a)} and {len(b)}")
+    return float(spearmanr(a, b).statistic)
 
 def utility_vs_sensitivity(u: torch.Tensor, # contextual utilities (any shape)
                            s: torch.Tensor, # contextual sensitivities of the same shape

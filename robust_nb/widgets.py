@@ -11,7 +11,8 @@ import torch
 import ipywidgets as W
 from IPython.display import display
 
-from .core import check_int, make_generator, model_device
+from .core import check_choice, check_int, check_model, check_model_input, make_generator, model_device
+from .data import check_data
 from .eval.corruptions import (corrupt, suite_names, corruption_sweep, corruption_seed, _as_tensors,
                                         MNIST_C_DEFAULT_SEVERITY)
 from .viz import show_images, severity_curves
@@ -30,6 +31,8 @@ class CorruptionSweep:
                  n: int = 256, # images per accuracy
                  n_show: int = 8, # images in the grid
                  seed: int = 0, table: str | None = None, batch_size: int = 256):
+        check_data(data, model)
+        if compare is not None: check_data(data, compare, 'data (for compare)')
         self.models = {names[0]: model} | ({names[1]: compare} if compare is not None else {})
         self.names = suite_names(suite)
         self.suite, self.seed, self.table, self.batch_size = suite, seed, table, batch_size
@@ -109,8 +112,13 @@ class MarginCurves:
                  n_show: int = 8, # images in the gallery
                  **mp_kwargs): # passed to minimal_perturbation (grid, steps, batch_size)
         if not isinstance(models, dict) or not models: raise ValueError("models: expected a non-empty dict {name: model}")
+        check_choice(norm, 'norm', ('l2', 'linf'))
+        for a in attacks: check_choice(a, 'attacks', MARGIN_ATTACKS)
         self.models, self.mp_kwargs = dict(models), mp_kwargs
         self.x, y = _tensors(data, check_int(n, 'n', min=1))
+        for name, m in self.models.items():
+            if y is None: check_model_input(check_model(m, f"models[{name!r}]"), self.x, 'data')
+            else: check_data((self.x, y), m, 'data')
         self.n_show = min(check_int(n_show, 'n_show', min=1), len(self.x))
         self.classes = getattr(data, 'classes', None)
         self.max_eps = dict(max_eps or {})
@@ -200,6 +208,7 @@ class UtilityExplorer:
         self.models = dict(models)
         self.x, self.y = _tensors(data, check_int(n, 'n', min=1))
         if self.y is None: raise ValueError("data: the utility needs labels; pass an ImageData or a pair (x, y)")
+        for m in self.models.values(): check_data((self.x, self.y), m, 'data')
         self.k, self.sigma, self.seed = check_int(k, 'k', min=1), check_float(sigma, 'sigma', min=0), int(seed)
         if self.k > self.x[0].numel(): raise ValueError(f"k: must be <= the number of input features ({self.x[0].numel()}), got {self.k}")
         self.size, self.cmap = size, cmap

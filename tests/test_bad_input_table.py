@@ -20,7 +20,12 @@ from robust_nb.methods.fcl import contextual_utility
 from robust_nb.models import LeNet
 from robust_nb.synthetic import corner_task, shrink
 from robust_nb.train import evaluate, fit, load_model, save_model
-from robust_nb.eval.measures import clopper_pearson
+from robust_nb.eval.corruptions import corruption_errors, group_averages
+from robust_nb.eval.measures import UniformBall, basic_robustness, clopper_pearson, margin_curve, proposition6
+from robust_nb.experiments.fcl import FCLRecipe
+from robust_nb.experiments.margins import MarginsRecipe
+from robust_nb.experiments.mtlat import MTLATRecipe
+from robust_nb.widgets import CorruptionSweep, MarginCurves
 from robust_nb.methods.ceb import ceb_loss
 from robust_nb.methods.fcl import FCL
 from robust_nb.methods.mtlat import TLAT, fgsm_toward
@@ -126,6 +131,22 @@ CASES = [
     # indexing and files
     ('imagedata-index-out-of-range', lambda: ImageData(_x(), _y())[10], IndexError, ['idx:', '10', '4 images']),
     ('load-model-missing', lambda: load_model(_model(), '/nonexistent/model.safetensors'), FileNotFoundError, ['/nonexistent/model.safetensors', 'no such weights file']),
+    # recipes refuse when they are made, not when they run
+    ('fcl-recipe-seeds-0', lambda: FCLRecipe(seeds=0), ValueError, ['seeds:', '>= 1']),
+    ('fcl-recipe-lr-text', lambda: FCLRecipe(lr='fast'), ValueError, ['lr:', 'expected a number']),
+    ('mtlat-recipe-dataset', lambda: MTLATRecipe(dataset='svhn'), ValueError, ['dataset:', "'fashion_mnist', 'cifar10'"]),
+    ('mtlat-recipe-eps-max', lambda: MTLATRecipe(eps_max=2.0), ValueError, ['eps_max:', '<= 1']),
+    ('margins-recipe-epochs-0', lambda: MarginsRecipe(epochs=0), ValueError, ['epochs:', '>= 1']),
+    ('margins-recipe-val-fraction', lambda: MarginsRecipe(val_fraction=1.0), ValueError, ['val_fraction:', '(0, 1)']),
+    # explorers, sweeps and measures of the framework
+    ('sweep-widget-label-11', lambda: CorruptionSweep(_model(), (_x(), torch.tensor([0, 1, 2, 11]))), ValueError, ['data labels', '[0, 9]']),
+    ('margin-widget-attack', lambda: MarginCurves({'a': _model()}, (_x(), _y()), attacks=('fgsm', 'deepfool')), ValueError, ['attacks:', "'deepfool'"]),
+    ('margin-widget-label-11', lambda: MarginCurves({'a': _model()}, (_x(), torch.tensor([0, 1, 2, 11]))), ValueError, ['data labels', '[0, 9]']),
+    ('corruption-errors-text', lambda: corruption_errors('sweep.csv'), ValueError, ['sweep:', 'DataFrame']),
+    ('group-averages-group', lambda: group_averages(corruption_sweep(_model(), (_x(), _y()), suite=['brightness'], severities=[1]), groups=('colour',)), ValueError, ['groups:', "'noise'"]),
+    ('proposition6-label-11', lambda: proposition6(_model(), (_x(), torch.tensor([0, 1, 2, 11])), UniformBall(0.1)), ValueError, ['data labels', '[0, 9]']),
+    ('basic-robustness-kernel', lambda: basic_robustness(_model(), _x(), 'gauss'), ValueError, ['kernel:', 'Kernel']),
+    ('margin-curve-grid-text', lambda: margin_curve(torch.tensor([1.0]), 'fine'), ValueError, ['eps_grid:', 'numbers']),
     # the corner task on a base set too small for its validation share
     ('corner-val-uses-base', lambda: corner_task(_small_base(), val_per_class=10, n_rare=5, test_per_class=2), ValueError, ['n_rare:', 'val_per_class=10', 'went to validation', 'lower n_rare or val_per_class']),
 ]
@@ -218,7 +239,7 @@ CLI_CASES = [
     (['train', '--device', 'tpu'], ['argument --device', "'cpu', 'cuda'"]),
     (['train', '--limit', '1'], ['--limit', 'at least 2']),
     (['reproduce', 'ceb', '--rhos', '1,x'], ['argument --rhos', 'expected a number']),
-    (['reproduce', 'ceb', '--rhos', '-1'], ['argument --rhos', 'must be >= 0']),
+    (['reproduce', 'ceb', '--rhos', '0,nan'], ['--rhos', 'must be finite']),
     (['reproduce', 'ceb', '--methods', 'ceb,foo'], ['argument --methods', "unknown value 'foo'", "'ceb'"]),
     (['reproduce', 'fcl', '--seeds', '0'], ['argument --seeds', 'must be >= 1']),
     (['reproduce', 'fcl', '--first-seed', '-1'], ['argument --first-seed', 'must be >= 0']),

@@ -38,6 +38,8 @@ def synthetic_images(n: int = 8, # number of images
                      channels: int = 3, # 1 or 3
                      seed: int = 0) -> torch.Tensor:
     "A batch of colourful synthetic images `[n, channels, size, size]` in [0, 1]: smooth colour fields, a disc and a bar."
+    n, size = check_int(n, 'n', min=1), check_int(size, 'size', min=4)
+    check_choice(channels, 'channels', (1, 3))
     g = make_generator(seed)
     low = torch.rand(n, channels, 4, 4, generator=g)
     x = F.interpolate(low, size=(size, size), mode='bicubic', align_corners=False)
@@ -1025,10 +1027,15 @@ def alexnet_sweep() -> pd.DataFrame:
     df.attrs.update(clean_accuracy=1 - ALEXNET_CLEAN_ERROR, clean_error=ALEXNET_CLEAN_ERROR)
     return df
 
-def _error_matrix(sweep):
-    if not {'corruption', 'severity', 'error'} <= set(sweep.columns):
-        raise ValueError(f"sweep: expected columns corruption, severity, error (a corruption_sweep table), got {list(sweep.columns)}")
-    return sweep.pivot_table(index='corruption', columns='severity', values='error', aggfunc='mean')
+def _check_sweep(sweep, name: str = 'sweep', columns=('corruption', 'severity', 'error')) -> pd.DataFrame:
+    "`sweep` if it is a `corruption_sweep` table with `columns`, else a `ValueError` naming `name`."
+    if not isinstance(sweep, pd.DataFrame): raise ValueError(f"{name}: expected a corruption_sweep table (a pandas DataFrame), got {type(sweep).__name__}")
+    if not set(columns) <= set(sweep.columns):
+        raise ValueError(f"{name}: expected columns {', '.join(columns)} (a corruption_sweep table), got {list(sweep.columns)}")
+    return sweep
+
+def _error_matrix(sweep, name: str = 'sweep'):
+    return _check_sweep(sweep, name).pivot_table(index='corruption', columns='severity', values='error', aggfunc='mean')
 
 def corruption_errors(sweep: pd.DataFrame, # a corruption_sweep table
                       baseline: pd.DataFrame | None = None, # baseline sweep; None: AlexNet on ImageNet-C
@@ -1037,7 +1044,7 @@ def corruption_errors(sweep: pd.DataFrame, # a corruption_sweep table
                       baseline_clean_error: float | None = None) -> pd.Series:
     "CE per corruption: summed errors over severities divided by the baseline's, over the severities both have."
     base = alexnet_sweep() if baseline is None else baseline
-    E, Eb = _error_matrix(sweep), _error_matrix(base)
+    E, Eb = _error_matrix(sweep), _error_matrix(base, 'baseline')
     common = [c for c in E.index if c in Eb.index]
     if not common: raise ValueError("baseline: has none of the sweep's corruptions")
     sev = [s for s in E.columns if s in Eb.columns]
@@ -1071,12 +1078,15 @@ def average_error(sweep: pd.DataFrame) -> float:
 
 def relative_robustness_per_corruption(sweep: pd.DataFrame, clean_accuracy: float | None = None) -> pd.Series:
     "M-TLAT's robustness score per corruption: accuracy over all severities / clean accuracy."
+    _check_sweep(sweep, columns=('corruption', 'accuracy'))
     a = clean_accuracy if clean_accuracy is not None else sweep.attrs.get('clean_accuracy')
     if a is None or a <= 0: raise ValueError(f"clean_accuracy: expected a positive clean accuracy, got {a!r}")
     return (sweep.groupby('corruption', sort=False)['accuracy'].mean() / a).rename('relative_robustness')
 
 def group_averages(sweep: pd.DataFrame, groups: Sequence[str] = ('noise', 'blur', 'weather', 'digital')) -> pd.Series:
     "FCL Table 3: mean accuracy over all corruptions of the listed groups ('all') and per group."
+    _check_sweep(sweep, columns=('corruption', 'group', 'accuracy'))
+    for g in groups: check_choice(g, 'groups', GROUPS)
     per = sweep.groupby('corruption', sort=False).agg(accuracy=('accuracy', 'mean'), group=('group', 'first'))
     per = per[per.group.isin(groups)]
     out = {'all': per.accuracy.mean()}

@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..core import check_choice, check_float, check_images, check_int, make_generator, model_device
+from ..core import check_choice, check_float, check_images, check_int, check_model, check_model_input, make_generator, model_device
 from ..data import check_data
 from .attacks import ATTACKS, NORMS, Norm, boundary_gradient_attack, eval_mode, fgsm, get_attack, pgd, predict_classes, uniform_ball
 from .corruptions import CORRUPTIONS, check_severity, corrupt
@@ -208,7 +208,8 @@ def margin_curve(distance: Tensor, # per-point distances to the boundary [N] (in
                 ) -> Tensor:
     "Share of points whose distance exceeds each eps: Tibo's R_{Q_eps,1,p} as a function of eps."
     distance = _check_distance(distance)
-    eps_grid = torch.as_tensor(eps_grid, dtype=torch.float32, device=distance.device).flatten()
+    try: eps_grid = torch.as_tensor(eps_grid, dtype=torch.float32, device=distance.device).flatten()
+    except (TypeError, ValueError, RuntimeError): raise ValueError(f"eps_grid: expected a tensor or a sequence of numbers >= 0, got {type(eps_grid).__name__}") from None
     if torch.isnan(eps_grid).any() or (eps_grid < 0).any(): raise ValueError("eps_grid: values must be >= 0")
     return (distance[None, :] > eps_grid[:, None]).float().mean(1)
 
@@ -360,7 +361,8 @@ def basic_robustness(model: nn.Module,
                      batch_size: int = 4096, # images per forward pass
                     ) -> BasicRobustness:
     "rho_Q^f(x): the probability under Q(.|x) that f keeps its prediction (Tibo et al., Definition 1), by Monte Carlo."
-    x, n = check_images(x).detach(), check_int(n, 'n', min=1)
+    x, n = check_model_input(check_model(model), x).detach(), check_int(n, 'n', min=1)
+    if not callable(getattr(kernel, 'sample', None)): raise ValueError(f"kernel: expected a Kernel (with sample(x, n, generator)), got {type(kernel).__name__}")
     confidence = check_float(confidence, 'confidence', min=0, max=1, min_open=True)
     g = _gen(generator, x.device)
     per = max(1, batch_size // len(x))
@@ -439,6 +441,7 @@ def robustness_score(model: nn.Module,
                      batch_size: int = 4096) -> float:
     "R^f_{Q,H,G} (Tibo et al., Definitions 3-4): the average of H(rho_Q^f(x)) G(x), by Monte Carlo."
     n, points = check_int(n, 'n', min=1), check_int(points, 'points', min=1)
+    check_model(model)
     Hf = H if callable(H) else H_FUNCTIONS[check_choice(H, 'H', H_FUNCTIONS)]
     g = _gen(generator, 'cpu')
     x, w = _points_for(data, G, points, g)
@@ -481,6 +484,8 @@ def proposition6(model: nn.Module,
     n, points = check_int(n, 'n', min=1), check_int(points, 'points', min=1)
     x, y = _tensors(data, points)
     if y is None: raise ValueError("data: Proposition 6 needs labels: pass an ImageData or a pair (x, y)")
+    check_data((x, y), model)
+    if not callable(getattr(kernel, 'sample', None)): raise ValueError(f"kernel: expected a Kernel (with sample(x, n, generator)), got {type(kernel).__name__}")
     g = _gen(generator, x.device)
     def label(z):
         with torch.no_grad(): out = labeller(z)

@@ -287,7 +287,7 @@ HELP = 'CEB Figure 1: deterministic, VIB and CEB Wide ResNets on Fashion-MNIST o
 
 def add_arguments(p: argparse.ArgumentParser):
     "Options of `robust-nb reproduce ceb`."
-    p.add_argument('--rhos', type=list_option(float, min=0), default=None, help='comma-separated rho values (default 0,1,2,3,5)')
+    p.add_argument('--rhos', type=list_option(float), default=None, help='comma-separated rho values, any real number (default 0,1,2,3,5; the paper also trains at -1)')
     p.add_argument('--methods', type=list_option(choices=CEB_METHODS), default=None, help='comma-separated: ' + ','.join(CEB_METHODS))
     p.add_argument('--train-size', type=int_option(min=0), default=None, help='training images (default 4000 on the CPU recipe; 0: all)')
     add_common_arguments(p, out='runs/ceb', seeds='seeds per configuration (default 2)', epochs='default 4 (CPU recipe), 30 (--full)', combine=True,

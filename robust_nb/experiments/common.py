@@ -4,7 +4,7 @@
 
 # %% ../../nbs/49_experiments.common.ipynb #d01ac8f9
 from __future__ import annotations
-import argparse, json, os
+import argparse, dataclasses, json, os
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +13,7 @@ from ..core import atomic_write, check_choice, check_float, check_int, get_devic
 
 # %% auto #0
 __all__ = ['device_option', 'out_option', 'add_common_arguments', 'recipe_kwargs', 'int_option', 'float_option', 'list_option',
-           'choice_option', 'comma_list', 'save_results', 'combine_runs']
+           'choice_option', 'check_fields', 'comma_list', 'save_results', 'combine_runs']
 
 # %% ../../nbs/49_experiments.common.ipynb #4842f500
 def add_common_arguments(p: argparse.ArgumentParser,
@@ -94,6 +94,20 @@ def _out(text):
     if not q.is_dir() or not os.access(q, os.W_OK | os.X_OK): raise ValueError(f"value: {text} cannot be written ({q} is not a writable folder)")
     return text
 out_option = _option(_out)
+
+def check_fields(recipe,
+                 counts: dict | None = None, # field -> smallest accepted integer (None allowed where the field's default is None)
+                 amounts: dict | None = None, # field -> smallest accepted number, excluded (learning rates, budgets)
+                 rates: tuple = (), # fields that must lie in [0, 1]
+                ):
+    "Check a recipe's numeric fields when it is made, each bad one a `ValueError` naming the field and what it accepts; `device` too."
+    optional = {f.name for f in dataclasses.fields(recipe) if 'None' in str(f.type)}  # fields typed `... | None`
+    for f, lo in (counts or {}).items():
+        if not (f in optional and getattr(recipe, f) is None): check_int(getattr(recipe, f), f, min=lo)
+    for f, lo in (amounts or {}).items(): check_float(getattr(recipe, f), f, min=lo, min_open=True)
+    for f in rates: check_float(getattr(recipe, f), f, min=0, max=1)
+    if getattr(recipe, 'device', None) is not None: get_device(recipe.device)
+    return recipe
 
 def comma_list(text: str | None, convert=str) -> tuple | None:
     "`'a,b'` as `('a', 'b')` (each item through `convert`); `None` stays `None`."

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core import check_choice, check_int, environment_info, get_device, seed_everything
+from ..core import check_choice, check_float, check_int, environment_info, get_device, seed_everything
 from ..data import find_dataset
-from .common import add_common_arguments, combine_runs, comma_list, recipe_kwargs, save_results, list_option
+from .common import add_common_arguments, combine_runs, comma_list, recipe_kwargs, save_results, list_option, check_fields
 from ..models import LeNet
 from ..train import CrossEntropy, ExponentialDecay, evaluate, fit
 from ..synthetic import corner_task, noisy_test_sets
@@ -52,6 +52,12 @@ class FCLRecipe:
     train_size: int | None = None # use a random subset of the training set (quick runs)
     eval_size: int | None = None # evaluate on a random subset of each test set (quick runs)
     device: str | None = None
+
+    def __post_init__(self):
+        if self.dataset is not None: check_choice(self.dataset, 'dataset', ('mnist', 'fashion_mnist'))
+        check_fields(self, counts=dict(seeds=1, first_seed=0, epochs=1, batch_size=1, k=1, train_size=1, eval_size=1),
+                     amounts=dict(lr=0, lr_decay=0, tau=0))
+        for f in ('lam', 'sigma', 'start_epoch', 'warmup_epochs'): check_float(getattr(self, f), f, min=0)
 
     @classmethod
     def quick(cls, **kw) -> 'FCLRecipe':

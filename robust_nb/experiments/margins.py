@@ -19,7 +19,7 @@ from ..data import ImageData, load_dataset
 from ..models import TiboCNN, TiboGenerator, resnet
 from ..train import CrossEntropy, Schedule, evaluate, fit
 from ..eval.measures import margin_area, minimal_perturbation
-from .common import add_common_arguments, recipe_kwargs, save_results, int_option
+from .common import add_common_arguments, recipe_kwargs, save_results, int_option, check_fields
 from ..methods.cotrain import CoTraining, CrossLipschitz, select_lambda
 
 # %% auto #0
@@ -79,6 +79,13 @@ class MarginsRecipe:
     margin_size: int | None = 200 # first test images whose margins are measured (None: all)
     max_eps: float = 3.0 # right end of the margin curves (L2) and of the area R
     device: str | None = None
+
+    def __post_init__(self):
+        check_choice(self.dataset, 'dataset', MARGINS_DATASETS)
+        check_fields(self, counts=dict(seeds=1, first_seed=0, epochs=1, batch_size=1, channels=1, embed_dim=1, gen_channels=1, gen_layers=1,
+                                       hein_points=1, train_size=2, val_size=1, test_size=1, margin_size=1),
+                     amounts=dict(lr=0, max_eps=0, val_fraction=0))
+        if self.val_fraction >= 1: raise ValueError(f"val_fraction: must lie in (0, 1), got {self.val_fraction}")
 
     @classmethod
     def quick(cls, **kw) -> 'MarginsRecipe':

@@ -14,14 +14,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..core import check_choice, check_int, environment_info, get_device, in_test, make_generator, model_device, seed_everything
+from ..core import check_choice, check_float, check_int, environment_info, get_device, in_test, make_generator, model_device, seed_everything
 from ..data import ImageData, load_dataset
 from ..models import MODELS, create_model
 from ..train import CrossEntropy, StepDecay, TrainState, fit
 from ..eval.attacks import cw_l2, mi_fgsm, pgd, pgd_ll
 from ..eval.corruptions import SUITES, corruption_sweep
 from ..eval.measures import accuracy
-from .common import add_common_arguments, recipe_kwargs, save_results, choice_option
+from .common import add_common_arguments, recipe_kwargs, save_results, choice_option, check_fields
 from ..methods.augment import Mixup
 from ..methods.mtlat import IAT, MTLAT, TLAT, FGSMAT, LabelSmoothingAT, TargetFGSMAT
 
@@ -145,6 +145,13 @@ class MTLATRecipe:
     cw_search_steps: int = 1 # 1: one 40-iteration CW optimisation; 5: binary search over c
     cost_steps: int = 10 # training steps timed per method and round for the cost comparison
     device: str | None = None
+
+    def __post_init__(self):
+        check_choice(self.dataset, 'dataset', ('fashion_mnist', 'cifar10'))
+        if self.model is not None: check_choice(self.model, 'model', MODELS)
+        check_fields(self, counts=dict(seeds=1, first_seed=0, epochs=1, batch_size=1, train_size=1, eval_size=1, cw_search_steps=1, cost_steps=1),
+                     amounts=dict(lr=0, alpha=0), rates=('eps_max',))
+        check_float(self.weight_decay, 'weight_decay', min=0)
 
     @classmethod
     def quick(cls, **kw) -> 'MTLATRecipe':
