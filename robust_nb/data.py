@@ -69,12 +69,16 @@ class ImageData:
         x = self.x[idx]
         return (x.float().div_(255) if x.dtype == torch.uint8 else x), self.y[idx]
 
-def _check_unit_range(x: torch.Tensor, name: str, chunk: int = 2**24):
-    "A `ValueError` naming `name` unless every value of the float tensor `x` is finite and in [0, 1] (checked in chunks)."
-    for c in x.detach().reshape(-1).split(chunk):
-        if not torch.isfinite(c).all(): raise ValueError(f"{name}: float images must be finite (found NaN or inf); accepted: uint8 (0-255) or float in [0, 1]")
-        lo, hi = c.aminmax()
-        if lo < 0 or hi > 1: raise ValueError(f"{name}: float images must lie in [0, 1], found values in [{lo.item():.3g}, {hi.item():.3g}]; divide uint8-range floats by 255, or pass uint8")
+def _check_unit_range(x: torch.Tensor, name: str, chunk: int = 1 << 22):
+    "A `ValueError` naming `name` and the images at fault unless the float images `x` are finite and in [0, 1] (one pass, about `chunk` values at a time)."
+    rows = max(1, chunk // max(1, x[0].numel())) if len(x) else 1
+    for i in range(0, len(x), rows):
+        lo, hi = x[i:i + rows].detach().aminmax()
+        if not bool(lo.isnan() | hi.isnan() | (lo < 0) | (hi > 1)): continue
+        where = f"images {i} to {min(i + rows, len(x)) - 1}"
+        if lo.isnan() or hi.isnan() or not torch.isfinite(x[i:i + rows]).all():
+            raise ValueError(f"{name}: contains NaN or inf ({where}); float images must be finite, in [0, 1] (or pass uint8 images, 0-255)")
+        raise ValueError(f"{name}: values must lie in [0, 1], got [{lo.item():.3g}, {hi.item():.3g}] ({where}); divide uint8-range floats by 255, or pass uint8")
 
 # %% ../nbs/01_data.ipynb #650c2b9c
 def _subset(self: ImageData, idx) -> ImageData:

@@ -18,7 +18,7 @@ from safetensors.torch import save as dump_safetensors, load as load_safetensors
 
 from .core import (CorruptFileError, TrainingDivergedError, atomic_write, check_choice, check_float, check_int, check_model,
                             check_model_labels, derive_seed, get_device, make_generator, model_device)
-from .data import ImageData
+from .data import ImageData, _check_unit_range
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'TrainState', 'Objective', 'soft_cross_entropy', 'hard_labels', 'CrossEntropy', 'Schedule', 'Constant',
@@ -250,18 +250,6 @@ def load_model(model: nn.Module, path: str | Path) -> dict:
     return sidecar.get('meta', {})
 
 # %% ../nbs/03_train.ipynb #409c6631
-def _check_image_values(x: torch.Tensor, name: str, chunk: int = 1 << 22) -> None:
-    "A ValueError naming `name` unless `x` holds uint8 images, or float images in [0, 1] without NaN (one pass, `chunk` values at a time)."
-    if x.dtype == torch.uint8: return
-    if not x.is_floating_point(): raise ValueError(f"{name}: expected uint8 images or float images in [0, 1], got {x.dtype}")
-    rows = max(1, chunk // max(1, x[0].numel()))
-    for i in range(0, len(x), rows):
-        lo, hi = x[i:i + rows].aminmax()
-        if bool(lo.isnan() | hi.isnan() | (lo < 0) | (hi > 1)):
-            where = f"images {i} to {min(i + rows, len(x)) - 1}"
-            if lo.isnan() or hi.isnan(): raise ValueError(f"{name}: contains NaN ({where})")
-            raise ValueError(f"{name}: values must lie in [0, 1], got [{lo.item():.3g}, {hi.item():.3g}] ({where})")
-
 def _check_data(model: nn.Module, data, name: str) -> ImageData:
     "`data` if it is a non-empty `ImageData` that fits `model` (shape, values, labels among its classes), else a ValueError naming `name`."
     if not isinstance(data, ImageData): raise ValueError(f"{name}: expected an ImageData (see robust_nb.data), got {type(data).__name__}")
@@ -269,7 +257,7 @@ def _check_data(model: nn.Module, data, name: str) -> ImageData:
     shape = getattr(model, 'input_shape', None)
     if shape is not None and tuple(shape) != data.shape:
         raise ValueError(f"{name}: images of shape {data.shape} do not fit the model, which expects {tuple(shape)}")
-    _check_image_values(data.x, name)
+    if data.x.is_floating_point(): _check_unit_range(data.x, name)  # the images may have changed since ImageData checked them
     try: check_model_labels(model, data.y, x=data[0:1][0].to(model_device(model)), name=name)
     except RuntimeError as e: raise ValueError(f"{name}: the model fails on an image of this data set ({e})") from e
     return data

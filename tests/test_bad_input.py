@@ -37,7 +37,7 @@ def test_unknown_dataset():
 
 def test_images_outside_unit_range():
     x = torch.rand(8, 1, 28, 28) * 2
-    with pytest.raises(ValueError, match=r'x: float images must lie in \[0, 1\]'):
+    with pytest.raises(ValueError, match=r'x: values must lie in \[0, 1\]'):
         ImageData(x, torch.zeros(8, dtype=torch.long))
     data = ImageData(x / 2, torch.zeros(8, dtype=torch.long))
     data.x.mul_(2)   # changed after the constructor checked it: fit checks again

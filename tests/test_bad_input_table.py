@@ -57,11 +57,11 @@ def _small_base(n_per_class=12):
 # (id, call, error type, words the message must contain)
 CASES = [
     # ImageData: uint8, or float in [0, 1] and finite; integer labels in [0, num_classes)
-    ('imagedata-float-255', lambda: ImageData(_x() * 255, _y()), ValueError, ['x:', 'float images must lie in [0, 1]', 'uint8']),
+    ('imagedata-float-255', lambda: ImageData(_x() * 255, _y()), ValueError, ['x:', 'values must lie in [0, 1]', 'uint8']),
     ('imagedata-float-labels', lambda: ImageData(_x(), torch.tensor([1.7, 0.0, 1.0, 2.0])), ValueError, ['y:', 'integer class indices', 'float32']),
     ('imagedata-negative-label', lambda: ImageData(_x(), torch.tensor([-1, 0, 1, 2])), ValueError, ['y:', 'labels must lie in', '-1']),
     ('imagedata-label-beyond-classes', lambda: ImageData(_x(), torch.tensor([0, 1, 2, 10]), classes=[str(i) for i in range(10)]), ValueError, ['y:', '[0, 9]', '10 classes']),
-    ('imagedata-nan', lambda: ImageData(_x().masked_fill(_x() > 0.9, float('nan')), _y()), ValueError, ['x:', 'finite']),
+    ('imagedata-nan', lambda: ImageData(_x().masked_fill(_x() > 0.9, float('nan')), _y()), ValueError, ['x:', 'NaN or inf', 'finite']),
     ('imagedata-int32-images', lambda: ImageData((_x() * 255).int(), _y()), ValueError, ['x:', 'uint8', 'float']),
     ('imagedata-length', lambda: ImageData(_x(), _y(3)), ValueError, ['y:', 'expected 4 labels']),
     # labels outside the model's classes: evaluation and attribution
