@@ -156,7 +156,7 @@ def sweep(args) -> dict:
     from robust_nb.data import load_dataset
     from robust_nb.models import create_model
     from robust_nb.train import fit
-    from robust_nb.eval.corruptions import corruption_sweep, relative_robustness_per_corruption, group_averages, average_error
+    from robust_nb.eval.benchmark import corruption_sweep, relative_robustness_per_corruption, group_averages, average_error
     device = get_device(args.device)
     train, test = load_dataset('fashion_mnist', 'train'), load_dataset('fashion_mnist', 'test')
     model = create_model('lenet', in_channels=1, num_classes=10).to(device)

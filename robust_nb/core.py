@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #f203f1a5
 from __future__ import annotations
 import math, os, random
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -13,9 +14,10 @@ import torch
 
 # %% auto #0
 __all__ = ['RobustNBError', 'DataNotFoundError', 'CorruptFileError', 'TrainingDivergedError', 'check_int', 'check_float',
-           'check_choice', 'check_images', 'check_labels', 'check_embed_head', 'check_model', 'check_model_input',
-           'model_num_classes', 'check_model_labels', 'get_device', 'model_device', 'seed_everything', 'make_generator',
-           'derive_seed', 'rand_on', 'randn_on', 'in_test', 'environment_info', 'atomic_write']
+           'check_choice', 'check_images', 'check_labels', 'eval_mode', 'check_embed_head', 'check_model',
+           'check_model_input', 'model_num_classes', 'check_model_labels', 'get_device', 'model_device',
+           'predict_classes', 'seed_everything', 'make_generator', 'derive_seed', 'rand_on', 'randn_on', 'ShowFields',
+           'Seeded', 'in_test', 'environment_info', 'atomic_write']
 
 # %% ../nbs/00_core.ipynb #47548dbc
 class RobustNBError(Exception):
@@ -93,6 +95,19 @@ def check_labels(y, num_classes: int, name: str = 'y', n: int | None = None) -> 
         raise ValueError(f"{name}: labels must lie in [0, {num_classes - 1}], got [{y.min().item()}, {y.max().item()}]")
     return y
 
+# %% ../nbs/00_core.ipynb #e7a1c0d2
+@contextmanager
+def eval_mode(*models: torch.nn.Module):
+    "Run the block with `models` (and all their submodules) in eval mode; every submodule's own training flag is restored afterwards, also on error."
+    for i, m in enumerate(models): check_model(m, 'model' if len(models) == 1 else f'models[{i}]')
+    flags = [(m, m.training) for model in models for m in model.modules()]
+    try:
+        for model in models: model.eval()
+        yield models[0] if len(models) == 1 else models
+    finally:
+        for m, t in flags: m.training = t
+
+
 # %% ../nbs/00_core.ipynb #c6b51e76
 def check_embed_head(model, name: str = 'model'):
     "`model` if it has callable `embed(x)` and `head(z)`, else a `ValueError`."
@@ -123,11 +138,7 @@ def model_num_classes(model, x: torch.Tensor | None = None) -> int | None:
     k = getattr(model, 'num_classes', None)
     if isinstance(k, (int, np.integer)) and not isinstance(k, bool): return int(k)
     if x is None: return None
-    was = model.training
-    try:
-        model.eval()
-        with torch.no_grad(): out = model(x[:1])
-    finally: model.train(was)
+    with eval_mode(model), torch.no_grad(): out = model(x[:1])
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         raise ValueError(f"model: expected logits [B, K] from the model, got {type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}")
     return out.shape[1]
@@ -166,6 +177,23 @@ def model_device(model: torch.nn.Module) -> torch.device:
     for t in model.parameters(): return t.device
     for t in model.buffers(): return t.device
     return torch.device('cpu')
+
+# %% ../nbs/00_core.ipynb #8072590f
+def predict_classes(model: torch.nn.Module,
+                    x: torch.Tensor, # float images [B, C, H, W], on any device
+                    batch_size: int = 1024, # images per forward pass
+                    transform: Callable | None = None, # applied to each chunk on the compute device first (e.g. a corruption)
+                    device: str | torch.device | None = None, # where to compute; default: the model's device
+                   ) -> torch.Tensor:
+    "Predicted classes of `x`: chunks moved to the compute device, eval mode, no gradients; returned on `x`'s device."
+    batch_size = check_int(batch_size, 'batch_size', min=1)
+    dev = get_device(device) if device is not None else model_device(model)
+    out = []
+    with eval_mode(model), torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(dev)
+            out.append(model(xb if transform is None else transform(xb)).argmax(1).to(x.device))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
 
 # %% ../nbs/00_core.ipynb #bd668819
 def seed_everything(seed: int, # any non-negative integer
@@ -207,6 +235,19 @@ def rand_on(generator: torch.Generator, shape: Sequence[int], like: torch.Tensor
 def randn_on(generator: torch.Generator, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
     "Standard normal numbers of `shape`, drawn on the generator's device and moved to `like`'s device."
     return torch.randn(shape, generator=generator, device=generator.device).to(like.device)
+
+# %% ../nbs/00_core.ipynb #ce89e70d
+class ShowFields:
+    "`repr` as `Name(field=value, ...)` over the public attributes (those not starting with `_`)."
+    def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items() if not k.startswith('_'))})"
+
+class Seeded(ShowFields):
+    "Draws random numbers from `state.generator` inside `fit`, else from its own generator seeded with `seed` when made."
+    def __init__(self, seed: int | torch.Generator | None = 0): self._own = make_generator(seed)
+    def generator(self, state=None) -> torch.Generator:
+        "The generator to draw from: `state.generator` inside `fit`, else this object's own."
+        g = getattr(state, 'generator', None)
+        return g if g is not None else self._own
 
 # %% ../nbs/00_core.ipynb #bb5df87d
 def in_test() -> bool:

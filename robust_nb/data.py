@@ -17,8 +17,8 @@ from .core import (CorruptFileError, DataNotFoundError, check_choice, check_int,
                             check_model_input, check_model_labels, get_device, make_generator)
 
 # %% auto #0
-__all__ = ['DATASETS', 'ImageData', 'check_data', 'read_idx', 'write_idx', 'DatasetSpec', 'project_root', 'data_roots',
-           'find_dataset', 'get_spec', 'download_root', 'load_dataset', 'data_status', 'verify_datasets']
+__all__ = ['DATASETS', 'ImageData', 'check_data', 'as_tensors', 'read_idx', 'write_idx', 'DatasetSpec', 'project_root',
+           'data_roots', 'find_dataset', 'get_spec', 'download_root', 'load_dataset', 'data_status', 'verify_datasets']
 
 # %% ../nbs/01_data.ipynb #01ee8c39
 class ImageData:
@@ -151,6 +151,25 @@ def check_data(data, # an ImageData or a pair of tensors (x, y)
     if model is not None: check_model_labels(model, y, x[:1], name=f'{name} labels')
     elif y.is_floating_point() or (len(y) and y.min() < 0): raise ValueError(f"{name} labels: expected non-negative integer class indices, got {y.dtype}")
     return data
+
+# %% ../nbs/01_data.ipynb #49b3eb79
+def as_tensors(data, # an ImageData, a pair (x, y) or (with `labels=False`) an image tensor
+               n: int | None = None, # keep this many items (None: all)
+               seed: int | None = None, # with `n`: pick them at random with this seed (None: the first `n`)
+               labels: bool = True, # False: a bare image tensor is accepted too and `y` may be None
+               name: str = 'data') -> tuple[torch.Tensor, torch.Tensor | None]:
+    "`(x, y)`: float images in [0, 1] and labels of `data`, or of `n` of its items."
+    if isinstance(data, ImageData):
+        return (data.take(n, seed=seed) if n is not None and n < len(data) else data).tensors()
+    if isinstance(data, torch.Tensor) and not labels: x, y = data, None
+    elif isinstance(data, (tuple, list)) and len(data) == 2: x, y = data
+    else: raise ValueError(f"{name}: expected an ImageData or a pair (x, y){' or an image tensor' if not labels else ''}, got "
+                           + (f"a sequence of {len(data)}" if isinstance(data, (tuple, list)) else type(data).__name__))
+    if not isinstance(x, torch.Tensor): raise ValueError(f"{name}: expected images as a torch.Tensor, got {type(x).__name__}")
+    if n is not None and n < len(x):
+        idx = slice(0, n) if seed is None else torch.randperm(len(x), generator=make_generator(seed))[:n].to(x.device)
+        x, y = x[idx], (y[idx.to(y.device) if isinstance(idx, torch.Tensor) else idx] if y is not None else None)
+    return (x.float().div(255) if x.dtype == torch.uint8 else x), y
 
 # %% ../nbs/01_data.ipynb #f57ab2fc
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'), 0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}

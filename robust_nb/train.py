@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from safetensors.torch import save as dump_safetensors, load as load_safetensors
 
 from .core import (CorruptFileError, TrainingDivergedError, atomic_write, check_choice, check_float, check_int, check_model,
-                            check_model_labels, derive_seed, get_device, make_generator, model_device)
+                            check_model_labels, derive_seed, get_device, make_generator, model_device, ShowFields)
 from .data import ImageData, _check_unit_range
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'TrainState', 'Objective', 'soft_cross_entropy', 'hard_labels', 'CrossEntropy', 'Schedule', 'Constant',
-           'StepDecay', 'ExponentialDecay', 'Warmup', 'split_state', 'join_state', 'save_checkpoint',
-           'latest_checkpoint', 'load_checkpoint', 'save_model', 'load_model', 'evaluate', 'fit']
+           'StepDecay', 'ExponentialDecay', 'Warmup', 'Piecewise', 'split_state', 'join_state', 'save_checkpoint',
+           'latest_checkpoint', 'load_checkpoint', 'save_model', 'load_model', 'evaluate', 'fit', 'KeepBest']
 
 # %% ../nbs/03_train.ipynb #3e9aeb50
 @dataclass
@@ -43,8 +43,36 @@ class TrainState:
         "Fractional epochs done: `epoch + step within the epoch / steps_per_epoch`."
         return self.step / self.steps_per_epoch
 
-class Objective(Protocol):
-    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], state: TrainState) -> tuple[torch.Tensor, dict]: ...
+# %% ../nbs/03_train.ipynb #ecaaa186
+class Objective(ShowFields):
+    """What `fit` calls at every step. Subclass it (first, before `nn.Module`) and provide:
+
+    `loss(model, batch, state) -> (loss, logs)`, required.
+        `batch` is `(x, y)` on the training device after the batch transform: `x` float images [B, C, H, W] in [0, 1],
+        `y` class indices [B] or probability vectors [B, K] (Mixup). `state` is the `TrainState`, or None outside `fit`:
+        draw random numbers only from `state.generator` (see `Seeded`) and read ramps from `state.epoch_progress`.
+        Return a scalar tensor to minimise, its graph attached (`fit` calls `backward` and steps the model's optimiser),
+        and a dict of scalars (tensors or floats) to log: `fit` averages each over an epoch's examples into `train_<name>`
+        of the history (most objectives log `acc`, the batch accuracy).
+
+    `num_classes`, where the objective needs K (random target classes): passed when it is made, never probed with a forward pass.
+
+    `checkpoint_state() -> dict` and `load_checkpoint_state(state)`, where the objective holds state a resumed run needs
+        (a rate estimator's weights, a generator network and its optimiser, a rho schedule's jump): a tree of tensors, numbers,
+        strings, lists and dicts, as `split_state` writes. By default an `nn.Module` objective saves its `state_dict()`; others save nothing.
+
+    An objective with parameters of its own is an `nn.Module` (`fit` moves it to the device); it trains them itself, inside `loss`
+    or with an optimiser it owns, since `fit`'s optimiser holds only the model's. Calling an objective calls `loss`;
+    `fit` also accepts a plain function `f(model, batch, state) -> (loss, logs)`."""
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], state: TrainState | None = None) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError(f"{type(self).__name__}: an Objective must define loss(model, batch, state) -> (loss, logs)")
+    def __call__(self, model, batch, state=None): return self.loss(model, batch, state)
+    def checkpoint_state(self) -> dict:
+        "What a resumed run needs besides the model and optimiser (default: an `nn.Module`'s `state_dict()`, else nothing)."
+        return nn.Module.state_dict(self) if isinstance(self, nn.Module) else {}
+    def load_checkpoint_state(self, state: dict):
+        "Restore what `checkpoint_state` returned."
+        if isinstance(self, nn.Module): nn.Module.load_state_dict(self, state)
 
 # %% ../nbs/03_train.ipynb #d081586a
 def soft_cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = 'mean') -> torch.Tensor:
@@ -57,11 +85,11 @@ def hard_labels(y: torch.Tensor) -> torch.Tensor:
     "Class indices from indices or probability vectors."
     return y if y.ndim == 1 else y.argmax(-1)
 
-class CrossEntropy:
+class CrossEntropy(Objective):
     "The plain objective: cross-entropy (optionally label-smoothed) on the model's logits."
     def __init__(self, label_smoothing: float = 0.0):
         self.label_smoothing = check_float(label_smoothing, 'label_smoothing', min=0, max=1)
-    def __call__(self, model, batch, state=None):
+    def loss(self, model, batch, state=None):
         x, y = batch
         logits = model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing) if y.ndim == 1 else soft_cross_entropy(logits, y)
@@ -91,6 +119,17 @@ class Warmup(Schedule):
     def __init__(self, epochs: float, then: Schedule | None = None):
         self.epochs, self.then = check_float(epochs, 'epochs', min=0), then or Constant()
     def __call__(self, epoch): return min(1.0, epoch / self.epochs if self.epochs else 1.0) * self.then(epoch)
+
+class Piecewise(Schedule):
+    "Learning-rate multiplier `factors[i]` from epoch `milestones[i]` on (1 before the first)."
+    def __init__(self, milestones: tuple[float, ...], factors: tuple[float, ...]):
+        if len(milestones) != len(factors): raise ValueError("factors: give one factor per milestone")
+        self.milestones, self.factors = tuple(milestones), tuple(factors)
+    def __call__(self, epoch):
+        f = 1.0
+        for m, v in zip(self.milestones, self.factors):
+            if epoch >= m: f = v
+        return f
 
 # %% ../nbs/03_train.ipynb #6cdc9ef3
 def split_state(obj, prefix: str, tensors: dict):
@@ -482,3 +521,17 @@ def fit(model: nn.Module, # any classifier; trained in place
 def _tqdm():
     from tqdm.auto import tqdm
     return tqdm
+
+# %% ../nbs/03_train.ipynb #b97ad2a7
+class KeepBest:
+    "A `fit` callback that keeps a copy of the weights of the epoch with the best validation accuracy (`val` must be given to `fit`)."
+    def __init__(self): self.best, self.best_epoch, self.weights = -1.0, 0, None
+    def __call__(self, model: nn.Module, state):
+        acc = state.history[-1].get('val_acc', -1.0)
+        if acc > self.best:
+            self.best, self.best_epoch = acc, len(state.history)
+            self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    def restore(self, model: nn.Module) -> float:
+        "Load the best epoch's weights into `model`; return that epoch's validation accuracy."
+        if self.weights is not None: model.load_state_dict(self.weights)
+        return self.best

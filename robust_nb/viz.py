@@ -13,8 +13,9 @@ import torch
 from matplotlib.figure import Figure
 
 from .core import check_images, check_choice, check_int, model_device
-from .eval.corruptions import (SUITES, CORRUPTIONS, corrupt, suite_names, group_averages, synthetic_images,
+from .eval.corruptions import (SUITES, CORRUPTIONS, corrupt, suite_names, synthetic_images,
                                         corruption_seed, check_severity, MNIST_C_DEFAULT_SEVERITY)
+from .eval.benchmark import group_averages
 
 # %% auto #0
 __all__ = ['DPI', 'figure_png', 'register_png_display', 'new_figure', 'image_to_numpy', 'show_images', 'corruption_grid',

@@ -13,8 +13,9 @@ from IPython.display import display
 
 from .core import check_choice, check_int, check_model, check_model_input, make_generator, model_device
 from .data import check_data
-from .eval.corruptions import (corrupt, suite_names, corruption_sweep, corruption_seed, _as_tensors,
-                                        MNIST_C_DEFAULT_SEVERITY)
+from .eval.corruptions import corrupt, suite_names, corruption_seed, MNIST_C_DEFAULT_SEVERITY
+from .eval.benchmark import corruption_sweep
+from .data import as_tensors
 from .viz import show_images, severity_curves
 
 # %% auto #0
@@ -36,7 +37,7 @@ class CorruptionSweep:
         self.models = {names[0]: model} | ({names[1]: compare} if compare is not None else {})
         self.names = suite_names(suite)
         self.suite, self.seed, self.table, self.batch_size = suite, seed, table, batch_size
-        self.x, self.y = _as_tensors(data, check_int(n, 'n', min=1), seed)
+        self.x, self.y = as_tensors(data, check_int(n, 'n', min=1), seed)
         self.n_show = min(check_int(n_show, 'n_show', min=1), len(self.x))
         self.classes = getattr(data, 'classes', None)
         self._sweeps: dict[str, dict[str, pd.DataFrame]] = {}

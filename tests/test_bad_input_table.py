@@ -12,7 +12,7 @@ from robust_nb.cli import main
 from robust_nb.core import CorruptFileError, make_generator, seed_everything
 from robust_nb.data import ImageData, check_data, find_dataset, load_dataset, read_idx, write_idx
 from robust_nb.eval.attacks import cw_l2, fgsm, least_likely_target, mi_fgsm, pgd, predict_classes, boundary_gradient_attack
-from robust_nb.eval.corruptions import corruption_sweep
+from robust_nb.eval.benchmark import corruption_sweep
 from robust_nb.eval.measures import accuracy, robust_accuracy, targeted_attack_success
 from robust_nb.experiments.common import combine_runs
 from robust_nb.methods.augment import GaussianNoise, Mixup, PatchGaussian, mixup
@@ -20,7 +20,7 @@ from robust_nb.methods.fcl import contextual_utility
 from robust_nb.models import LeNet
 from robust_nb.synthetic import corner_task, shrink
 from robust_nb.train import evaluate, fit, load_model, save_model
-from robust_nb.eval.corruptions import corruption_errors, group_averages
+from robust_nb.eval.benchmark import corruption_errors, group_averages
 from robust_nb.eval.measures import UniformBall, basic_robustness, clopper_pearson, margin_curve, proposition6
 from robust_nb.experiments.fcl import FCLRecipe
 from robust_nb.experiments.margins import MarginsRecipe

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from robust_nb.eval.corruptions import (CORRUPTIONS, SUITES, PARAMS, corrupt, synthetic_images, suite_names,
-                                        uniform_pixel_noise, nonuniform_pixel_noise, corruption_sweep, _elastic,
+                                        uniform_pixel_noise, nonuniform_pixel_noise, _elastic,
                                         MNIST_C_DEFAULT_SEVERITY)
 
 # ---------------------------------------------------------------- cross-check against imagecorruptions

@@ -17,16 +17,16 @@ from torch import nn
 from ..core import check_choice, check_float, check_int, environment_info, get_device, seed_everything
 from ..data import ImageData, load_dataset
 from ..models import TiboCNN, TiboGenerator, resnet
-from ..train import CrossEntropy, Schedule, evaluate, fit
+from ..train import CrossEntropy, KeepBest, Piecewise, evaluate, fit
 from ..eval.measures import margin_area, minimal_perturbation
 from .common import add_common_arguments, recipe_kwargs, save_results, int_option, check_fields
 from ..methods.cotrain import CoTraining, CrossLipschitz, select_lambda
 
 # %% auto #0
 __all__ = ['MARGINS_DATASETS', 'MARGINS_METHODS', 'METHOD_NAMES', 'SHORT_NAMES', 'TIBO_TABLE1', 'TIBO_TABLE3', 'HELP',
-           'Piecewise', 'MarginsRecipe', 'make_classifier', 'make_generator_net', 'KeepBest', 'train_model',
-           'measure_margins', 'run_margins', 'accuracy_table', 'margin_table', 'share_table', 'margins_claim',
-           'margins_figure', 'reproduce_margins', 'add_arguments', 'cli']
+           'MarginsRecipe', 'make_classifier', 'make_generator_net', 'train_model', 'measure_margins', 'run_margins',
+           'accuracy_table', 'margin_table', 'share_table', 'margins_claim', 'margins_figure', 'reproduce_margins',
+           'add_arguments', 'cli']
 
 # %% ../../nbs/53_experiments.margins.ipynb #866003e0
 MARGINS_DATASETS = ('fashion_mnist', 'mnist', 'svhn', 'cifar10')
@@ -40,17 +40,6 @@ TIBO_TABLE3 = {  # % of closest adversarial examples found by BG, FGSM, PGD for 
     'cifar10': ((99.78, 0.00, 0.22), (99.96, 0.00, 0.04), (98.77, 0.00, 1.23)),
     'svhn': ((93.53, 6.38, 0.09), (92.78, 7.21, 0.01), (92.78, 7.21, 0.01)),
     'fashion_mnist': ((93.17, 6.18, 0.65), (92.46, 7.03, 0.51), (82.43, 6.28, 11.29))}
-
-class Piecewise(Schedule):
-    "Learning-rate multiplier `factors[i]` from epoch `milestones[i]` on (1 before the first)."
-    def __init__(self, milestones: tuple[float, ...], factors: tuple[float, ...]):
-        if len(milestones) != len(factors): raise ValueError("factors: give one factor per milestone")
-        self.milestones, self.factors = tuple(milestones), tuple(factors)
-    def __call__(self, epoch):
-        f = 1.0
-        for m, v in zip(self.milestones, self.factors):
-            if epoch >= m: f = v
-        return f
 
 @dataclass
 class MarginsRecipe:
@@ -119,19 +108,6 @@ def make_classifier(recipe: MarginsRecipe) -> nn.Module:
 def make_generator_net(recipe: MarginsRecipe) -> nn.Module:
     "g: Tibo et al.'s generator at the recipe's width."
     return TiboGenerator(in_channels=_shape(recipe.dataset)[0], channels=recipe.gen_channels, layers=recipe.gen_layers)
-
-class KeepBest:
-    "A `fit` callback that keeps a copy of the weights of the epoch with the best validation accuracy."
-    def __init__(self): self.best, self.best_epoch, self.weights = -1.0, 0, None
-    def __call__(self, model: nn.Module, state):
-        acc = state.history[-1].get('val_acc', -1.0)
-        if acc > self.best:
-            self.best, self.best_epoch = acc, len(state.history)
-            self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    def restore(self, model: nn.Module) -> float:
-        "Load the best epoch's weights into `model`; return that epoch's validation accuracy."
-        if self.weights is not None: model.load_state_dict(self.weights)
-        return self.best
 
 # %% ../../nbs/53_experiments.margins.ipynb #b7fa5b4b
 def _objective(recipe: MarginsRecipe, method: str, lam: float, train: ImageData, seed: int):

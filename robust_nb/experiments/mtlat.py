@@ -19,7 +19,8 @@ from ..data import ImageData, load_dataset
 from ..models import MODELS, create_model
 from ..train import CrossEntropy, StepDecay, TrainState, fit
 from ..eval.attacks import cw_l2, mi_fgsm, pgd, pgd_ll
-from ..eval.corruptions import SUITES, corruption_sweep
+from ..eval.corruptions import SUITES
+from ..eval.benchmark import corruption_sweep
 from ..eval.measures import accuracy
 from .common import add_common_arguments, recipe_kwargs, save_results, choice_option, check_fields
 from ..methods.augment import Mixup
