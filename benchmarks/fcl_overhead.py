@@ -1,14 +1,16 @@
 """Cost of FCL, side by side in one process on the CPU (or on a GPU with `--device cuda`):
 
 1. one FCL training step (Algorithm 1, lambda fully on) against one plain cross-entropy step, for the same LeNet,
-   the same batch of corner-task images and the same optimiser (target: at most 3x);
+   the same batch of corner-task images and the same optimiser (target: at most 3x). Both backpropagate as `fit` does
+   (`train.optimizer_backward`: into the optimiser's parameters only); `fcl_all_leaves_step_ms` times the FCL step with a
+   plain `loss.backward()` as well, which also computes the gradient of the clean images the utility pass made require one;
 2. the exact contextual-sensitivity map (torch.func vmap + jacrev) against a loop over the input features that
    takes one Jacobian column per feature with a forward-mode product (target: at least 10x faster), for the map of
    one image (`sensitivity_speedup_vs_loop`) and for a batch of `--sens-batch` images at once
    (`sensitivity_speedup_vs_loop_batch`), where the loop's per-call overhead is shared by the batch.
 
 Also the parts of an FCL step (the utility pass, the stacked 2B forward) and the random-projection estimate.
-Repeats are interleaved (A, B, A, B, ... with the order alternating) and medians reported.
+Repeats of the steps and of the parts are interleaved (A, B, C, ..., then the reverse order) and medians reported.
 
 What 3x asks of Algorithm 1: an XE step is one forward (F) and one backward (W) over B images, plus the optimiser
 (A). An FCL step must at least do that, plus the input gradient of the clean batch for the utilities (I: a backward
@@ -36,7 +38,7 @@ from robust_nb.core import environment_info, get_device, make_generator
 from robust_nb.methods.fcl import FCL, contextual_sensitivity, embed_with_utility, sensitivity_estimate, utility_perturbation
 from robust_nb.models import LeNet
 from robust_nb.synthetic import corner_task
-from robust_nb.train import CrossEntropy, TrainState
+from robust_nb.train import CrossEntropy, TrainState, optimizer_backward
 
 OUT = Path(__file__).parent/'results'
 
@@ -63,18 +65,51 @@ def autocast(device, amp):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
 
 
-def step_timer(model, objective, batch, state, steps, amp=False):
-    "Seconds per optimiser step (forward, backward, Adam) of `objective` on `batch`."
+def step_timer(model, objective, batch, state, steps, amp=False, all_leaves=False):
+    "Seconds per optimiser step (forward, backward as `fit` makes it, Adam) of `objective` on `batch`; `all_leaves`: a plain `loss.backward()`."
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     device = batch[0].device
     def run(n):
         sync(device); t = time.perf_counter()
         for _ in range(n):
             with autocast(device, amp): loss, _ = objective(model, batch, state)
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+            opt.zero_grad(set_to_none=True)
+            loss.backward() if all_leaves else optimizer_backward(loss, opt)
+            opt.step()
         sync(device)
         return (time.perf_counter() - t) / n
     return run
+
+
+def part_timer(f, device):
+    "Seconds per call of `f`."
+    def run(n):
+        sync(device); t = time.perf_counter()
+        for _ in range(n): f()
+        sync(device)
+        return (time.perf_counter() - t) / n
+    return run
+
+
+def fcl_parts(x, y, seed, device, amp) -> dict:
+    "The parts of an FCL step, without the backward pass (which covers B clean + 2B perturbed images), on a fresh LeNet."
+    torch.manual_seed(seed)
+    net = LeNet(num_classes=15).to(device)
+    def utility_pass():
+        with autocast(device, amp): return embed_with_utility(net, x, y, keep_graph=False)
+    def xe_forward_backward():
+        net.zero_grad(set_to_none=True)
+        with autocast(device, amp): loss = F.cross_entropy(net(x), y)
+        loss.backward()
+    def clean_forward():
+        with autocast(device, amp): return net(x)
+    def stacked_2b_forward():
+        with autocast(device, amp): return net.embed(xp)
+    _, _, u = utility_pass()
+    g = make_generator(seed, device)
+    xp = torch.cat([x + utility_perturbation(u, 256, 0.5, 'bottom', g), x + utility_perturbation(u, 256, 0.5, 'top', g)])
+    return {'clean_forward': clean_forward, 'utility_pass': utility_pass, 'stacked_2b_forward': stacked_2b_forward,
+            'xe_forward_backward': xe_forward_backward}
 
 
 def main():
@@ -103,41 +138,18 @@ def main():
     fcl = FCL()  # the paper's k=256, lambda=0.001, tau=0.1, sigma=0.5
     assert fcl.weight(state) == fcl.lam
     runners = {}
-    for name, obj in (('xe', CrossEntropy()), ('fcl', fcl)):
+    for name, obj, all_leaves in (('xe', CrossEntropy(), False), ('fcl', fcl, False), ('fcl_all_leaves', fcl, True)):
         torch.manual_seed(a.seed)
-        runners[name] = step_timer(LeNet(num_classes=15).to(device), obj, (x, y), state, a.steps, amp)
-        runners[name](3)  # warm-up
-    step_times = {'xe': [], 'fcl': []}
-    for r in range(a.rounds):
-        for name in (('xe', 'fcl') if r % 2 == 0 else ('fcl', 'xe')):
-            step_times[name].append(runners[name](a.steps))
+        runners[name] = step_timer(LeNet(num_classes=15).to(device), obj, (x, y), state, a.steps, amp, all_leaves)
+    parts = fcl_parts(x, y, a.seed, device, amp)
+    runners.update({name: part_timer(f, device) for name, f in parts.items()})
+    for run in runners.values(): run(3)  # warm-up
+    times = {k: [] for k in runners}
+    for r in range(a.rounds):  # steps and parts interleaved, so that all of them see the same load
+        for name in (list(runners) if r % 2 == 0 else list(runners)[::-1]):
+            times[name].append(runners[name](a.steps))
+    step_times, part_times = {k: v for k, v in times.items() if k not in parts}, {k: v for k, v in times.items() if k in parts}
     med = {k: statistics.median(v) for k, v in step_times.items()}
-
-    # the parts of an FCL step, without the backward pass (which covers B clean + 2B perturbed images)
-    torch.manual_seed(a.seed)
-    net = LeNet(num_classes=15).to(device)
-    g = make_generator(a.seed, device)
-    def utility_pass():
-        with autocast(device, amp): return embed_with_utility(net, x, y, keep_graph=False)
-    def xe_forward_backward():
-        net.zero_grad(set_to_none=True)
-        with autocast(device, amp): loss = F.cross_entropy(net(x), y)
-        loss.backward()
-    def clean_forward():
-        with autocast(device, amp): return net(x)
-    def stacked_2b_forward():
-        with autocast(device, amp): return net.embed(xp)
-    _, _, u = utility_pass()
-    xp = torch.cat([x + utility_perturbation(u, 256, 0.5, 'bottom', g), x + utility_perturbation(u, 256, 0.5, 'top', g)])
-    parts = {'clean_forward': clean_forward, 'utility_pass': utility_pass, 'stacked_2b_forward': stacked_2b_forward,
-             'xe_forward_backward': xe_forward_backward}
-    part_times = {k: [] for k in parts}
-    for r in range(a.rounds):
-        for name, f in parts.items():
-            sync(device); t = time.perf_counter()
-            for _ in range(a.steps): f()
-            sync(device)
-            part_times[name].append((time.perf_counter() - t) / a.steps)
     pmed = {k: 1000 * statistics.median(v) for k, v in part_times.items()}
     input_grad_ms = pmed['utility_pass'] - pmed['clean_forward']
     lower_bound = (1000 * med['xe'] + input_grad_ms + 2 * pmed['xe_forward_backward']) / (1000 * med['xe'])
@@ -166,7 +178,8 @@ def main():
                      sensitivity_speedup_vs_loop=smed['loop_1'] / smed['exact_1'], sensitivity_speedup_target_min=10.0,
                      sensitivity_speedup_vs_loop_batch=smed['loop_batch'] / smed['exact_batch'],
                      estimate_speedup_vs_exact_batch=smed['exact_batch'] / smed['estimate_16_probes_batch'],
-                     xe_step_ms=1000 * med['xe'], fcl_step_ms=1000 * med['fcl'],
+                     xe_step_ms=1000 * med['xe'], fcl_step_ms=1000 * med['fcl'], fcl_all_leaves_step_ms=1000 * med['fcl_all_leaves'],
+                     fcl_all_leaves_over_lower_bound=med['fcl_all_leaves'] / (lower_bound * med['xe']),
                      fcl_lower_bound_over_xe=lower_bound, fcl_over_lower_bound=med['fcl'] / (lower_bound * med['xe']),
                      fcl_parts_ms=dict(pmed, utility_input_gradient=input_grad_ms),
                      exact_map_ms_one_image=1000 * smed['exact_1'], loop_map_ms_one_image=1000 * smed['loop_1'],
@@ -175,7 +188,7 @@ def main():
                      targets_met=dict(fcl_over_xe_step=med['fcl'] / med['xe'] <= 3.0,
                                       sensitivity_speedup_vs_loop=smed['loop_1'] / smed['exact_1'] >= 10.0)),
         setup=dict(model='LeNet(num_classes=15)', embed_dim=500, input_features=int(x[0].numel()), batch_size=a.batch_size,
-                   optimizer='Adam lr 1e-3', fcl=repr(fcl), data=f"corner task ({task.params['base']}) training images",
+                   optimizer='Adam lr 1e-3', backward='train.optimizer_backward, as fit (fcl_all_leaves: loss.backward())', fcl=repr(fcl), data=f"corner task ({task.params['base']}) training images",
                    steps_per_repeat=a.steps, rounds=a.rounds, sens_batch=a.sens_batch, sens_rounds=a.sens_rounds,
                    sensitivity_loop='one torch.func.jvp per input feature over the whole batch',
                    sensitivity_loop_features=k,

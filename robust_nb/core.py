@@ -238,8 +238,11 @@ def randn_on(generator: torch.Generator, shape: Sequence[int], like: torch.Tenso
 
 # %% ../nbs/00_core.ipynb #ce89e70d
 class ShowFields:
-    "`repr` as `Name(field=value, ...)` over the public attributes (those not starting with `_`)."
-    def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items() if not k.startswith('_'))})"
+    "`repr` as `Name(field=value, ...)` over the public attributes (those not starting with `_`; an `nn.Module`'s submodules too, not its mode)."
+    def __repr__(self):
+        fields = {k: v for k, v in vars(self).items() if not k.startswith('_') and not (k == 'training' and isinstance(self, torch.nn.Module))}
+        if isinstance(self, torch.nn.Module): fields.update(self._modules)
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
 class Seeded(ShowFields):
     "Draws random numbers from `state.generator` inside `fit`, else from its own generator seeded with `seed` when made."

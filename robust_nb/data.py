@@ -15,6 +15,7 @@ import torch
 
 from .core import (CorruptFileError, DataNotFoundError, check_choice, check_int, check_float, check_images, check_model,
                             check_model_input, check_model_labels, get_device, make_generator)
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['DATASETS', 'ImageData', 'check_data', 'as_tensors', 'read_idx', 'write_idx', 'DatasetSpec', 'project_root',
@@ -81,17 +82,22 @@ def _check_unit_range(x: torch.Tensor, name: str, chunk: int = 1 << 22):
         raise ValueError(f"{name}: values must lie in [0, 1], got [{lo.item():.3g}, {hi.item():.3g}] ({where}); divide uint8-range floats by 255, or pass uint8")
 
 # %% ../nbs/01_data.ipynb #650c2b9c
-def _subset(self: ImageData, idx) -> ImageData:
+@patch
+def subset(self: ImageData, idx) -> ImageData:
     "A new `ImageData` holding the items at `idx` (shares no storage with a slice of itself only when `idx` is a tensor)."
     return ImageData._trusted(self.x[idx], self.y[idx], self.classes, self.name)
 
-def _to(self: ImageData, device) -> ImageData:
+# %% ../nbs/01_data.ipynb #d89ec267
+@patch
+def to(self: ImageData, device) -> ImageData:
     "This data set on `device` (the whole set moves at once)."
     device = get_device(device)
     return self if self.device == device else ImageData._trusted(self.x.to(device), self.y.to(device), self.classes, self.name)
 
-def _split(self: ImageData, val_size: float | int = 0.1, # a fraction in (0, 1) or a number of items
-           seed: int = 0) -> tuple[ImageData, ImageData]:
+# %% ../nbs/01_data.ipynb #cb314c69
+@patch
+def split(self: ImageData, val_size: float | int = 0.1, # a fraction in (0, 1) or a number of items
+          seed: int = 0) -> tuple[ImageData, ImageData]:
     "Deterministic random split into (train, validation); the same `seed` always gives the same split."
     n = len(self)
     n_val = int(round(check_float(val_size, 'val_size', min=0, max=1, min_open=True) * n)) if isinstance(val_size, float) else check_int(val_size, 'val_size', min=1, max=n - 1)
@@ -99,22 +105,25 @@ def _split(self: ImageData, val_size: float | int = 0.1, # a fraction in (0, 1) 
     perm = torch.randperm(n, generator=make_generator(seed)).to(self.device)
     return self.subset(perm[n_val:]), self.subset(perm[:n_val])
 
-def _take(self: ImageData, n: int, seed: int | None = None) -> ImageData:
+# %% ../nbs/01_data.ipynb #6b047f9c
+@patch
+def take(self: ImageData, n: int, seed: int | None = None) -> ImageData:
     "The first `n` items, or `n` random ones when `seed` is given."
     n = check_int(n, 'n', min=1, max=len(self))
     if seed is None: return self.subset(slice(0, n))
     return self.subset(torch.randperm(len(self), generator=make_generator(seed))[:n].to(self.device))
 
-def _tensors(self: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
+# %% ../nbs/01_data.ipynb #74be5d1c
+@patch
+def tensors(self: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
     "All images as one float tensor in [0, 1] and the labels."
     return self[:]
 
-ImageData.subset, ImageData.to, ImageData.split, ImageData.take, ImageData.tensors = _subset, _to, _split, _take, _tensors
-
 # %% ../nbs/01_data.ipynb #eaf40e2e
-def _batches(self: ImageData, batch_size: int = 256, shuffle: bool = False,
-             generator: torch.Generator | int | None = None, # generator or seed for the shuffle
-             drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+@patch
+def batches(self: ImageData, batch_size: int = 256, shuffle: bool = False,
+            generator: torch.Generator | int | None = None, # generator or seed for the shuffle
+            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     "Float mini-batches `(x, y)` of `batch_size`, in order or shuffled with `generator`."
     batch_size = check_int(batch_size, 'batch_size', min=1)
     n = len(self)
@@ -124,11 +133,11 @@ def _batches(self: ImageData, batch_size: int = 256, shuffle: bool = False,
     for i in range(0, stop, batch_size):
         yield self[order[i:i + batch_size]] if order is not None else self[i:i + batch_size]
 
-def _num_batches(self: ImageData, batch_size: int, drop_last: bool = False) -> int:
+# %% ../nbs/01_data.ipynb #f20f76ed
+@patch
+def num_batches(self: ImageData, batch_size: int, drop_last: bool = False) -> int:
     "How many batches `batches` yields."
     return len(self) // batch_size if drop_last and len(self) >= batch_size else -(-len(self) // batch_size)
-
-ImageData.batches, ImageData.num_batches = _batches, _num_batches
 
 # %% ../nbs/01_data.ipynb #670378c9
 def check_data(data, # an ImageData or a pair of tensors (x, y)
@@ -376,28 +385,30 @@ def _read_checked(name: str, split: str, folder: Path, mtime: float | None = Non
     except CorruptFileError as e: raise CorruptFileError(f"{e}\n{_fix_hint(name)}") from e
 
 # %% ../nbs/01_data.ipynb #24db2e6d
+def _registered_splits() -> Iterator[tuple[str, DatasetSpec, str, Path | None]]:
+    "`(name, spec, split, folder)` for every split of every registered data set; `folder` is None where it is not on this machine."
+    for name, spec in DATASETS.items():
+        for split in spec.files: yield name, spec, split, find_dataset(name, split)
+
+def _status_row(name: str, spec: DatasetSpec, split: str, folder: Path | None) -> dict:
+    "Where one split was found and its size, or how to get it."
+    size = sum(((folder/f) if (folder/f).exists() else (folder/f'{f}.gz')).stat().st_size for f in spec.files[split]) if folder else 0
+    return dict(dataset=name, split=split, found=str(folder) if folder else '', megabytes=round(size / 2**20, 1),
+                how_to_get='' if folder else ('make data' if name == 'fashion_mnist' else f'robust-nb data --download {name}'))
+
 def data_status() -> 'pd.DataFrame':
     "One row per registered data set: where each split was found (or how to get it)."
     import pandas as pd
-    rows = []
-    for name, spec in DATASETS.items():
-        for split in spec.files:
-            folder = find_dataset(name, split)
-            size = sum(((folder/f) if (folder/f).exists() else (folder/f'{f}.gz')).stat().st_size for f in spec.files[split]) if folder else 0
-            rows.append(dict(dataset=name, split=split, found=str(folder) if folder else '',
-                             megabytes=round(size / 2**20, 1),
-                             how_to_get='' if folder else ('make data' if name == 'fashion_mnist' else f'robust-nb data --download {name}')))
-    return pd.DataFrame(rows)
+    return pd.DataFrame([_status_row(*s) for s in _registered_splits()])
+
+def _verify_row(name: str, split: str, folder: Path) -> dict:
+    "One split read in full and checked: its image count, `ok`, and the first line of the problem found."
+    try: n, problem = len(_read_checked(name, split, folder)), ''
+    except CorruptFileError as e: n, problem = 0, str(e).split('\n')[0]
+    return dict(dataset=name, split=split, folder=str(folder), images=n, ok=not problem, problem=problem)
 
 def verify_datasets() -> 'pd.DataFrame':
     "Read every data set split found on this machine in full and check it: one row per split with `ok` and the problem found."
     import pandas as pd
-    rows = []
-    for name, spec in DATASETS.items():
-        for split in spec.files:
-            folder = find_dataset(name, split)
-            if folder is None: continue
-            try: n, problem = len(_read_checked(name, split, folder)), ''
-            except CorruptFileError as e: n, problem = 0, str(e).split('\n')[0]
-            rows.append(dict(dataset=name, split=split, folder=str(folder), images=n, ok=not problem, problem=problem))
+    rows = [_verify_row(name, split, folder) for name, _, split, folder in _registered_splits() if folder is not None]
     return pd.DataFrame(rows, columns=['dataset', 'split', 'folder', 'images', 'ok', 'problem'])

@@ -15,7 +15,8 @@ from .core import check_choice, check_int, check_float
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'MODELS', 'Normalize', 'ImageClassifier', 'EmbedHead', 'count_parameters', 'LeNet',
            'TiboCNN', 'TiboGenerator', 'CMNISTNet', 'BasicBlock', 'ResNet', 'resnet', 'WideBlock', 'WideResNet',
-           'SmallVGG', 'TorchvisionClassifier', 'Decoder', 'PairedAutoEncoder', 'create_model']
+           'SmallVGG', 'TorchvisionClassifier', 'Decoder', 'PairedAutoEncoder', 'ScaledPairedAutoEncoder',
+           'create_model']
 
 # %% ../nbs/02_models.ipynb #49b92ed9
 class Normalize(nn.Module):
@@ -216,33 +217,43 @@ class TorchvisionClassifier(ImageClassifier):
     def embed(self, x): return self.body(self.norm(x))
 
 # %% ../nbs/02_models.ipynb #62eca217
+def _w(c: int, width: float) -> int: return max(1, int(round(c * width)))
+
 class Decoder(nn.Module):
-    "Dense(2048) -> Dense(s x s x 64) -> ConvT(64, s2) -> ConvT(32, s2) -> ConvT(C, s1) -> sigmoid."
-    def __init__(self, code_dim: int = 128, out_channels: int = 1, image_size: int = 28):
+    "Dense(2048w) -> Dense(s x s x 64w) -> ConvT(64w, s2) -> ConvT(32w, s2) -> ConvT(C, s1) -> sigmoid; `w = width` (1: Appendix B)."
+    def __init__(self, code_dim: int = 128, out_channels: int = 1, image_size: int = 28, width: float = 1.0):
         super().__init__()
-        self.s = image_size // 4
-        self.dense = nn.Sequential(nn.Linear(code_dim, 2048), nn.ReLU(), nn.Linear(2048, 64 * self.s * self.s), nn.ReLU())
-        self.deconv = nn.Sequential(nn.ConvTranspose2d(64, 64, 3, 2, 1, output_padding=1), nn.ReLU(),
-                                    nn.ConvTranspose2d(64, 32, 3, 2, 1, output_padding=1), nn.ReLU(),
-                                    nn.ConvTranspose2d(32, out_channels, 3, 1, 1), nn.Sigmoid())
-    def forward(self, z): return self.deconv(self.dense(z).view(-1, 64, self.s, self.s))
+        self.s, self.c = image_size // 4, _w(64, width)
+        hidden, c2 = _w(2048, width), _w(32, width)
+        self.dense = nn.Sequential(nn.Linear(code_dim, hidden), nn.ReLU(), nn.Linear(hidden, self.c * self.s * self.s), nn.ReLU())
+        self.deconv = nn.Sequential(nn.ConvTranspose2d(self.c, self.c, 3, 2, 1, output_padding=1), nn.ReLU(),
+                                    nn.ConvTranspose2d(self.c, c2, 3, 2, 1, output_padding=1), nn.ReLU(),
+                                    nn.ConvTranspose2d(c2, out_channels, 3, 1, 1), nn.Sigmoid())
+    def forward(self, z): return self.deconv(self.dense(z).view(-1, self.c, self.s, self.s))
 
 class PairedAutoEncoder(nn.Module):
     "Shared encoder E with decoders D1 (clean) and D2 (corrupted); `transfer(x) = D1(E(x))`."
-    def __init__(self, in_channels: int = 1, image_size: int = 28, code_dim: int = 128):
+    def __init__(self, in_channels: int = 1, image_size: int = 28, code_dim: int = 128,
+                 width: float = 1.0, # every layer's width (channels, hidden units) times this; 1: Appendix B
+                ):
         super().__init__()
         if check_int(image_size, 'image_size', min=8) % 4: raise ValueError(f"image_size: must be divisible by 4, got {image_size}")
-        s = -(-image_size // 8)
-        self.encoder = nn.Sequential(nn.Conv2d(in_channels, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
-                                     nn.Conv2d(64, 128, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(128 * s * s, code_dim))
-        self.decoder_clean = Decoder(code_dim, in_channels, image_size)
-        self.decoder_corrupt = Decoder(code_dim, in_channels, image_size)
+        self.width = check_float(width, 'width', min=0, min_open=True, max=4)
+        s, c = -(-image_size // 8), [_w(k, width) for k in (32, 64, 128)]
+        self.encoder = nn.Sequential(nn.Conv2d(in_channels, c[0], 3, 2, 1), nn.ReLU(), nn.Conv2d(c[0], c[1], 3, 2, 1), nn.ReLU(),
+                                     nn.Conv2d(c[1], c[2], 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(c[2] * s * s, code_dim))
+        self.decoder_clean = Decoder(code_dim, in_channels, image_size, width)
+        self.decoder_corrupt = Decoder(code_dim, in_channels, image_size, width)
     def forward(self, x: torch.Tensor, corrupted: bool = False) -> torch.Tensor:
         "Reconstruct `x` through the decoder of its domain."
         return (self.decoder_corrupt if corrupted else self.decoder_clean)(self.encoder(x))
     def transfer(self, x: torch.Tensor) -> torch.Tensor:
         "Map a corrupted image to the clean domain: D1(E(x))."
         return self.decoder_clean(self.encoder(x))
+
+# %% ../nbs/02_models.ipynb #d1447f8f
+class ScaledPairedAutoEncoder(PairedAutoEncoder):
+    "`PairedAutoEncoder(in_channels, image_size, code_dim, width)` built narrower or wider than Appendix B's (`width` != 1); same `forward(x, corrupted)` and `transfer(x)`."
 
 # %% ../nbs/02_models.ipynb #00deb17d
 MODELS: dict[str, Callable[..., ImageClassifier]] = {

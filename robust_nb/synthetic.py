@@ -136,6 +136,36 @@ class CornerTask:
     def splits(self) -> dict[str, ImageData]: return dict(train=self.train, val=self.val, test=self.test)
 
 # %% ../nbs/15_synthetic.ipynb #04806159
+def _base_sets(base) -> tuple[ImageData, ImageData]:
+    "The (train, test) base sets on the CPU: loaded by name (None: `default_base()`), or the pair given."
+    if base is None or isinstance(base, str):
+        name = check_choice(base or default_base(), 'base', ('mnist', 'fashion_mnist'))
+        train_base, test_base = load_dataset(name, 'train'), load_dataset(name, 'test')
+    elif isinstance(base, (tuple, list)) and len(base) == 2: train_base, test_base = base
+    else: raise ValueError(f"base: expected 'mnist', 'fashion_mnist', None or a (train, test) pair of ImageData, got {type(base).__name__}")
+    return check_base(train_base, 'base').to('cpu'), check_base(test_base, 'base (test split)').to('cpu')
+
+def _train_and_val(train_base: ImageData, seed: int, n_rare: int, val_per_class: int, fraction: float, look: dict):
+    "(train set, its meta), (balanced validation set, its meta) and the validation images per class; the validation pool is the first `val_per_class` items of each class in a random order, the rest is the training pool."
+    g = make_generator(derive_seed(seed, 0))
+    rank = _class_ranks(train_base.y, g)
+    val_pool, n_val = _balanced_pool(train_base, rank, torch.ones(len(train_base), dtype=torch.bool), val_per_class)
+    train_pool = (rank >= n_val).nonzero().squeeze(1)
+    ty = train_base.y[train_pool]
+    left = int(torch.bincount(ty, minlength=10)[:5].min())
+    if n_rare > left:
+        raise ValueError(f"n_rare: {n_rare} rare training images per class are asked for, but the base set's smallest class among 0-4 has only "
+                         f"{left} images left after val_per_class={n_val} went to validation; lower n_rare or val_per_class, or use a larger base set")
+    with_corner = torch.where(ty < 5, _class_ranks(ty, g) < n_rare, torch.rand(len(ty), generator=g) < fraction)
+    train = _compose(train_base, train_pool, with_corner, g, **look)
+    return train, _balanced_split(train_base, val_pool, make_generator(derive_seed(seed, 1)), fraction, **look), n_val
+
+def _test_set(test_base: ImageData, seed: int, test_per_class: int, fraction: float, look: dict):
+    "(balanced test set, its meta): `test_per_class` items of each base class, drawn with the seed's own generator."
+    gt = make_generator(derive_seed(seed, 2))
+    test_pool, _ = _balanced_pool(test_base, _class_ranks(test_base.y, gt), torch.ones(len(test_base), dtype=torch.bool), test_per_class)
+    return _balanced_split(test_base, test_pool, gt, fraction, **look)
+
 def corner_task(base: str | tuple[ImageData, ImageData] | None = None, # 'mnist', 'fashion_mnist', `(train, test)` base sets, or None: MNIST when present, else Fashion-MNIST
                 seed: int = 0,
                 n_rare: int = 50, # training images of each class 10-14
@@ -147,39 +177,17 @@ def corner_task(base: str | tuple[ImageData, ImageData] | None = None, # 'mnist'
                 common_corner_fraction: float = 1.0, # fraction of base 5-9 images carrying a corner item, in every split
                ) -> CornerTask:
     "FCL's synthetic corner task from a 10-class 28x28 base set; deterministic given `seed`."
-    seed = check_int(seed, 'seed', min=0)
+    seed, n_rare = check_int(seed, 'seed', min=0), check_int(n_rare, 'n_rare', min=0)
     val_per_class, test_per_class = check_int(val_per_class, 'val_per_class', min=1), check_int(test_per_class, 'test_per_class', min=1)
     corner_size, margin = check_int(corner_size, 'corner_size', min=1, max=14), check_int(margin, 'margin', min=0, max=13)
     if corner_size + margin > 14: raise ValueError(f"margin: corner_size + margin must be <= 14 so the corners do not overlap, got {corner_size} + {margin}")
-    combine = check_choice(combine, 'combine', COMBINES)
-    common_corner_fraction = check_float(common_corner_fraction, 'common_corner_fraction', min=0, max=1)
-    if base is None or isinstance(base, str):
-        name = check_choice(base or default_base(), 'base', ('mnist', 'fashion_mnist'))
-        train_base, test_base = load_dataset(name, 'train'), load_dataset(name, 'test')
-    elif isinstance(base, (tuple, list)) and len(base) == 2: train_base, test_base = base
-    else: raise ValueError(f"base: expected 'mnist', 'fashion_mnist', None or a (train, test) pair of ImageData, got {type(base).__name__}")
-    train_base, test_base = check_base(train_base, 'base').to('cpu'), check_base(test_base, 'base (test split)').to('cpu')
-    # validation pool: the first val_per_class items of each class in a random order; the rest is the training pool
-    g = make_generator(derive_seed(seed, 0))
-    rank = _class_ranks(train_base.y, g)
-    val_pool, n_val = _balanced_pool(train_base, rank, torch.ones(len(train_base), dtype=torch.bool), val_per_class)
-    train_pool = (rank >= n_val).nonzero().squeeze(1)
-    ty = train_base.y[train_pool]
-    left = int(torch.bincount(ty, minlength=10)[:5].min())
-    n_rare = check_int(n_rare, 'n_rare', min=0)
-    if n_rare > left:
-        raise ValueError(f"n_rare: {n_rare} rare training images per class are asked for, but the base set's smallest class among 0-4 has only "
-                         f"{left} images left after val_per_class={n_val} went to validation; lower n_rare or val_per_class, or use a larger base set")
-    tr = _class_ranks(ty, g)
-    with_corner = torch.where(ty < 5, tr < n_rare, torch.rand(len(ty), generator=g) < common_corner_fraction)
-    train, train_meta = _compose(train_base, train_pool, with_corner, g, corner_size, margin, combine)
-    val, val_meta = _balanced_split(train_base, val_pool, make_generator(derive_seed(seed, 1)), common_corner_fraction, corner_size, margin, combine)
-    gt = make_generator(derive_seed(seed, 2))
-    test_pool, _ = _balanced_pool(test_base, _class_ranks(test_base.y, gt), torch.ones(len(test_base), dtype=torch.bool), test_per_class)
-    test, test_meta = _balanced_split(test_base, test_pool, gt, common_corner_fraction, corner_size, margin, combine)
+    look = dict(corner_size=corner_size, margin=margin, combine=check_choice(combine, 'combine', COMBINES))
+    fraction = check_float(common_corner_fraction, 'common_corner_fraction', min=0, max=1)
+    train_base, test_base = _base_sets(base)
+    (train, train_meta), (val, val_meta), n_val = _train_and_val(train_base, seed, n_rare, val_per_class, fraction, look)
+    test, test_meta = _test_set(test_base, seed, test_per_class, fraction, look)
     params = dict(base=train_base.name, seed=seed, n_rare=n_rare, val_per_class=n_val, test_per_class=len(test) // 15,
-                  corner_size=corner_size, scale=corner_size / 28, margin=margin, combine=combine,
-                  common_corner_fraction=common_corner_fraction)
+                  corner_size=corner_size, scale=corner_size / 28, margin=margin, combine=look['combine'], common_corner_fraction=fraction)
     return CornerTask(train, val, test, dict(train=train_meta, val=val_meta, test=test_meta), params)
 
 # %% ../nbs/15_synthetic.ipynb #4869dfa1

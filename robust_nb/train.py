@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib, json, math, os, re, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -17,13 +18,14 @@ import torch.nn.functional as F
 from safetensors.torch import save as dump_safetensors, load as load_safetensors
 
 from .core import (CorruptFileError, TrainingDivergedError, atomic_write, check_choice, check_float, check_int, check_model,
-                            check_model_labels, derive_seed, get_device, make_generator, model_device, ShowFields)
+                            check_model_labels, derive_seed, eval_mode, get_device, make_generator, model_device, ShowFields)
 from .data import ImageData, _check_unit_range
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'TrainState', 'Objective', 'soft_cross_entropy', 'hard_labels', 'CrossEntropy', 'Schedule', 'Constant',
-           'StepDecay', 'ExponentialDecay', 'Warmup', 'Piecewise', 'split_state', 'join_state', 'save_checkpoint',
-           'latest_checkpoint', 'load_checkpoint', 'save_model', 'load_model', 'evaluate', 'fit', 'KeepBest']
+__all__ = ['OPTIMIZERS', 'TrainState', 'Objective', 'soft_cross_entropy', 'widen_half', 'hard_labels', 'CrossEntropy', 'Schedule',
+           'Constant', 'StepDecay', 'ExponentialDecay', 'Warmup', 'Piecewise', 'split_state', 'join_state',
+           'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'save_model', 'load_model', 'evaluate',
+           'optimizer_backward', 'fit', 'KeepBest']
 
 # %% ../nbs/03_train.ipynb #3e9aeb50
 @dataclass
@@ -51,9 +53,10 @@ class Objective(ShowFields):
         `batch` is `(x, y)` on the training device after the batch transform: `x` float images [B, C, H, W] in [0, 1],
         `y` class indices [B] or probability vectors [B, K] (Mixup). `state` is the `TrainState`, or None outside `fit`:
         draw random numbers only from `state.generator` (see `Seeded`) and read ramps from `state.epoch_progress`.
-        Return a scalar tensor to minimise, its graph attached (`fit` calls `backward` and steps the model's optimiser),
-        and a dict of scalars (tensors or floats) to log: `fit` averages each over an epoch's examples into `train_<name>`
-        of the history (most objectives log `acc`, the batch accuracy).
+        Return a scalar tensor to minimise, its graph attached (`fit` backpropagates it into the parameters of the model's
+        optimiser and nothing else, then steps that optimiser), and a dict of scalars (tensors or floats) to log: `fit`
+        averages each over an epoch's examples into `train_<name>` of the history (most objectives log `acc`, the batch accuracy).
+        No attribute may be called `loss`: it would hide the method.
 
     `num_classes`, where the objective needs K (random target classes): passed when it is made, never probed with a forward pass.
 
@@ -61,8 +64,9 @@ class Objective(ShowFields):
         (a rate estimator's weights, a generator network and its optimiser, a rho schedule's jump): a tree of tensors, numbers,
         strings, lists and dicts, as `split_state` writes. By default an `nn.Module` objective saves its `state_dict()`; others save nothing.
 
-    An objective with parameters of its own is an `nn.Module` (`fit` moves it to the device); it trains them itself, inside `loss`
-    or with an optimiser it owns, since `fit`'s optimiser holds only the model's. Calling an objective calls `loss`;
+    An objective with parameters of its own is an `nn.Module` (`fit` moves it to the device) that defines `loss`, not `forward`;
+    it trains those parameters itself, inside `loss` or with an optimiser it owns, since `fit`'s optimiser holds only the model's
+    and `fit`'s backward reaches nothing else. Calling an objective calls `loss`;
     `fit` also accepts a plain function `f(model, batch, state) -> (loss, logs)`."""
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], state: TrainState | None = None) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError(f"{type(self).__name__}: an Objective must define loss(model, batch, state) -> (loss, logs)")
@@ -81,6 +85,10 @@ def soft_cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = '
     loss = -(y * F.log_softmax(logits, dim=-1)).sum(-1)
     return loss.mean() if reduction == 'mean' else loss.sum() if reduction == 'sum' else loss
 
+def widen_half(t: torch.Tensor) -> torch.Tensor:
+    "`t` in at least float32: half-precision tensors (float16, bfloat16, as autocast makes them) widened, others as they are."
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
 def hard_labels(y: torch.Tensor) -> torch.Tensor:
     "Class indices from indices or probability vectors."
     return y if y.ndim == 1 else y.argmax(-1)
@@ -96,10 +104,9 @@ class CrossEntropy(Objective):
         return loss, {'acc': (logits.argmax(-1) == hard_labels(y)).float().mean()}
 
 # %% ../nbs/03_train.ipynb #012b2648
-class Schedule:
+class Schedule(ShowFields):
     "Learning-rate multiplier as a function of fractional epochs."
     def __call__(self, epoch: float) -> float: return 1.0
-    def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in vars(self).items())})"
 
 class Constant(Schedule): "Always 1."
 
@@ -312,14 +319,12 @@ def evaluate(model: nn.Module, data: ImageData, batch_size: int = 1024, device=N
 @torch.no_grad()
 def _evaluate(model: nn.Module, data: ImageData, batch_size: int, device: torch.device) -> dict:
     "`evaluate` without the argument checks (`fit` checked `val` once, before the first epoch)."
-    was = model.training; model.eval()
     loss = correct = 0.0
-    try:
+    with eval_mode(model):
         for xb, yb in data.to(device).batches(batch_size):
             logits = model(xb)
             loss += F.cross_entropy(logits.float(), yb, reduction='sum').item()
             correct += (logits.argmax(-1) == yb).sum().item()
-    finally: model.train(was)
     return {'loss': loss / len(data), 'acc': correct / len(data)}
 
 # %% ../nbs/03_train.ipynb #935afca5
@@ -347,31 +352,32 @@ def _check_checkpoint_dir(folder) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK): raise ValueError(f"checkpoint_dir: cannot write checkpoints in {folder}; pass a writable folder or None")
     return folder
 
-def _check_fit_args(model, train, val, epochs, batch_size, objective, optimizer, lr, weight_decay, momentum, nesterov, schedule, transform,
-                    seed, amp, checkpoint_dir, resume, keep, max_steps_per_epoch, callbacks) -> tuple:
-    "`fit`'s arguments checked before any work, each bad one a ValueError naming it; `(epochs, batch_size, keep, max_steps_per_epoch)` as ints."
-    check_model(model)
-    epochs, batch_size = check_int(epochs, 'epochs', min=1), check_int(batch_size, 'batch_size', min=1)
-    check_float(lr, 'lr', min=0, min_open=True); check_float(weight_decay, 'weight_decay', min=0)
-    if check_float(momentum, 'momentum', min=0) >= 1: raise ValueError(f"momentum: must lie in [0, 1), got {momentum}")
-    check_int(seed, 'seed', min=0)
-    if isinstance(optimizer, str): check_choice(optimizer, 'optimizer', OPTIMIZERS)
-    elif not callable(optimizer):
-        raise ValueError(f"optimizer: expected one of {', '.join(map(repr, OPTIMIZERS))} or a function params -> torch.optim.Optimizer, got {type(optimizer).__name__}")
-    _check_function(objective, 'objective', 'a function objective(model, (x, y), state) -> (loss, logs)')
-    _check_function(schedule, 'schedule', 'a Schedule (fractional epochs -> learning-rate multiplier)')
-    _check_function(transform, 'transform', 'a batch transform (x, y, state) -> (x, y)')
-    if not isinstance(callbacks, Sequence) or not all(callable(c) for c in callbacks):
-        raise ValueError(f"callbacks: expected a list of functions callback(model, state), got {callbacks!r:.80}")
-    _check_flag(nesterov, 'nesterov'); _check_flag(resume, 'resume'); _check_flag(amp, 'amp', none_ok=True)
-    if keep is not None and check_int(keep, 'keep') < 1: raise ValueError(f"keep: must be >= 1, or None to keep every checkpoint; got {keep}")
-    if max_steps_per_epoch is not None and check_int(max_steps_per_epoch, 'max_steps_per_epoch') < 1:
-        raise ValueError(f"max_steps_per_epoch: must be >= 1, or None for no limit; got {max_steps_per_epoch}")
-    _check_data(model, train, 'train')
-    if val is not None: _check_data(model, val, 'val')
-    if resume and checkpoint_dir is None: raise ValueError("resume: needs checkpoint_dir, the folder to resume from")
-    if checkpoint_dir is not None: _check_checkpoint_dir(checkpoint_dir)
-    return epochs, batch_size, None if keep is None else int(keep), None if max_steps_per_epoch is None else int(max_steps_per_epoch)
+def _check_fit_args(o: SimpleNamespace) -> SimpleNamespace:
+    "`fit`'s arguments `o` checked before any work, each bad one a ValueError naming it; `epochs`, `batch_size`, `keep` and `max_steps_per_epoch` made ints."
+    check_model(o.model)
+    o.epochs, o.batch_size = check_int(o.epochs, 'epochs', min=1), check_int(o.batch_size, 'batch_size', min=1)
+    check_float(o.lr, 'lr', min=0, min_open=True); check_float(o.weight_decay, 'weight_decay', min=0)
+    if check_float(o.momentum, 'momentum', min=0) >= 1: raise ValueError(f"momentum: must lie in [0, 1), got {o.momentum}")
+    check_int(o.seed, 'seed', min=0)
+    if isinstance(o.optimizer, str): check_choice(o.optimizer, 'optimizer', OPTIMIZERS)
+    elif not callable(o.optimizer):
+        raise ValueError(f"optimizer: expected one of {', '.join(map(repr, OPTIMIZERS))} or a function params -> torch.optim.Optimizer, got {type(o.optimizer).__name__}")
+    _check_function(o.objective, 'objective', 'a function objective(model, (x, y), state) -> (loss, logs)')
+    _check_function(o.schedule, 'schedule', 'a Schedule (fractional epochs -> learning-rate multiplier)')
+    _check_function(o.transform, 'transform', 'a batch transform (x, y, state) -> (x, y)')
+    if not isinstance(o.callbacks, Sequence) or not all(callable(c) for c in o.callbacks):
+        raise ValueError(f"callbacks: expected a list of functions callback(model, state), got {o.callbacks!r:.80}")
+    _check_flag(o.nesterov, 'nesterov'); _check_flag(o.resume, 'resume'); _check_flag(o.amp, 'amp', none_ok=True)
+    if o.keep is not None and check_int(o.keep, 'keep') < 1: raise ValueError(f"keep: must be >= 1, or None to keep every checkpoint; got {o.keep}")
+    if o.max_steps_per_epoch is not None and check_int(o.max_steps_per_epoch, 'max_steps_per_epoch') < 1:
+        raise ValueError(f"max_steps_per_epoch: must be >= 1, or None for no limit; got {o.max_steps_per_epoch}")
+    _check_data(o.model, o.train, 'train')
+    if o.val is not None: _check_data(o.model, o.val, 'val')
+    if o.resume and o.checkpoint_dir is None: raise ValueError("resume: needs checkpoint_dir, the folder to resume from")
+    if o.checkpoint_dir is not None: _check_checkpoint_dir(o.checkpoint_dir)
+    o.keep = None if o.keep is None else int(o.keep)
+    o.max_steps_per_epoch = None if o.max_steps_per_epoch is None else int(o.max_steps_per_epoch)
+    return o
 
 def _make_optimizer(model, optimizer, lr, weight_decay, momentum, nesterov) -> torch.optim.Optimizer:
     "The optimiser `fit` asked for: one of `OPTIMIZERS` by name, or what the caller's function returns for the parameters."
@@ -381,11 +387,54 @@ def _make_optimizer(model, optimizer, lr, weight_decay, momentum, nesterov) -> t
     return opt
 
 # %% ../nbs/03_train.ipynb #fa9be94f
-def _states(model, optimizer, objective, transform):
-    states = {'model': model.state_dict(), 'optimizer': optimizer.state_dict()}
-    for k, obj in (('objective', objective), ('transform', transform)):
-        if hasattr(obj, 'state_dict'): states[k] = obj.state_dict()
+@dataclass
+class _Run:
+    "What one `fit` call trains with, made once before the first epoch."
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    objective: Callable
+    transform: Callable | None
+    schedule: Schedule
+    state: TrainState
+    train: ImageData
+    val: ImageData | None
+    batch_size: int
+    amp: bool
+    seed: int
+    folder: Path | None # where checkpoints go; None: nowhere
+    keep: int | None
+    progress: bool
+    last_good: Path | None = None # the last checkpoint written or resumed from
+    def __post_init__(self): self.base_lrs = [g['lr'] for g in self.opt.param_groups]
+    @property
+    def note(self) -> str: return _last_good(self.folder, self.last_good)
+
+def _prepare(o: SimpleNamespace) -> _Run:
+    "The run `fit`'s checked arguments `o` ask for: model, objective, transform and data on the device, the optimiser made."
+    device = get_device(o.device)
+    objective = o.objective or CrossEntropy()
+    for m in (o.model, objective, o.transform):
+        if isinstance(m, nn.Module): m.to(device)
+    train = o.train.to(device)
+    spe = train.num_batches(o.batch_size, drop_last=len(train) > o.batch_size)
+    state = TrainState(epochs=o.epochs, steps_per_epoch=min(spe, o.max_steps_per_epoch or spe), device=device)
+    return _Run(o.model, _make_optimizer(o.model, o.optimizer, o.lr, o.weight_decay, o.momentum, o.nesterov), objective, o.transform,
+                o.schedule or Constant(), state, train, o.val.to(device) if o.val is not None else None, o.batch_size,
+                device.type == 'cuda' if o.amp is None else o.amp, o.seed,
+                Path(o.checkpoint_dir) if o.checkpoint_dir is not None else None, o.keep, o.progress)
+
+def _states(run: _Run) -> dict:
+    "What a checkpoint holds: the model, the optimiser, and the `checkpoint_state()` of the objective and transform where they have one."
+    states = {'model': run.model.state_dict(), 'optimizer': run.opt.state_dict()}
+    for k, obj in (('objective', run.objective), ('transform', run.transform)):
+        if callable(getattr(obj, 'checkpoint_state', None)): states[k] = obj.checkpoint_state()
     return states
+
+def _load_states(run: _Run, states: dict):
+    "Put what `_states` saved back into the run's model, optimiser, objective and transform."
+    run.model.load_state_dict(states['model']); run.opt.load_state_dict(states['optimizer'])
+    for k, obj in (('objective', run.objective), ('transform', run.transform)):
+        if k in states and callable(getattr(obj, 'load_checkpoint_state', None)): obj.load_checkpoint_state(states[k])
 
 def _params_finite(opt) -> bool:
     "Whether every parameter the optimiser updates is free of NaN and infinity (one synchronisation with the device)."
@@ -404,66 +453,93 @@ def _last_good(folder, checkpoint: Path | None) -> str:
     if checkpoint is None: return f" No checkpoint was written to {folder} before it."
     return f" The last good checkpoint is {checkpoint}; resume=True continues from it."
 
-def _resume(folder, epochs: int, model, opt, objective, transform, state: TrainState) -> tuple[int, Path | None]:
-    "Load the latest checkpoint in `folder` into the model, optimiser, objective and transform; return the first epoch to run and the checkpoint."
-    folder = Path(folder)
-    if (name := latest_checkpoint(folder)) is None: return 0, None
+def _resume(run: _Run) -> int:
+    "Load the latest checkpoint in the run's folder into the run (nothing when there is none); return the first epoch to train."
+    folder, epochs = run.folder, run.state.epochs
+    if (name := latest_checkpoint(folder)) is None: return 0
     states, meta = load_checkpoint(folder, name)
     done = meta['epoch'] + 1
     if epochs <= done:
         raise ValueError(f"epochs: the checkpoint {folder/name} already has {done} epoch{'s' * (done != 1)}, so resuming it with epochs={epochs} trains nothing; "
                          f"ask for more than {done} epochs to continue it, or pass a new checkpoint_dir to train from the start")
-    model.load_state_dict(states['model']); opt.load_state_dict(states['optimizer'])
-    for k, obj in (('objective', objective), ('transform', transform)):
-        if k in states and hasattr(obj, 'load_state_dict'): obj.load_state_dict(states[k])
-    state.history, state.step = meta['history'], done * state.steps_per_epoch
-    return done, folder/f'{name}.safetensors'
+    _load_states(run, states)
+    run.state.history, run.state.step = meta['history'], done * run.state.steps_per_epoch
+    run.last_good = folder/f'{name}.safetensors'
+    return done
 
-def _save_epoch(folder, model, opt, objective, transform, state: TrainState, seed: int, keep: int | None, last_good: Path | None) -> Path:
+def _save_epoch(run: _Run) -> Path:
     "Checkpoint the epoch just finished, unless a model or optimiser tensor is not finite: then a `TrainingDivergedError` and nothing written."
-    if (bad := _nonfinite(model, opt)) is not None:
+    state = run.state
+    if (bad := _nonfinite(run.model, run.opt)) is not None:
         raise TrainingDivergedError(f"{bad} holds NaN or infinite values at the end of epoch {state.epoch + 1} (step {state.step}); "
-                                    f"no checkpoint was written for it.{_last_good(folder, last_good)}")
-    return save_checkpoint(folder, f'ckpt-{state.epoch + 1:04d}', _states(model, opt, objective, transform),
-                           {'epoch': state.epoch, 'history': state.history, 'seed': seed}, keep=keep)
+                                    f"no checkpoint was written for it.{run.note}")
+    run.last_good = save_checkpoint(run.folder, f'ckpt-{state.epoch + 1:04d}', _states(run),
+                                    {'epoch': state.epoch, 'history': state.history, 'seed': run.seed}, keep=run.keep)
+    return run.last_good
+
+# %% ../nbs/03_train.ipynb #f5958f7f
+def optimizer_backward(loss: torch.Tensor, opt: torch.optim.Optimizer):
+    "Backpropagate `loss` into the parameters `opt` updates and nothing else (no gradient for an input that requires one)."
+    params = [p for g in opt.param_groups for p in g['params'] if p.requires_grad]
+    with torch.enable_grad(): loss.backward(inputs=params or None)
 
 # %% ../nbs/03_train.ipynb #e1dd4296
-def _train_epoch(model, data: ImageData, opt, base_lrs: list, objective, transform, schedule, state: TrainState,
-                 batch_size: int, amp: bool, seed: int, bar, checkpoint_note: str) -> tuple[dict, int]:
-    "One epoch of optimiser steps; the logs summed over examples and the number of examples. `checkpoint_note` ends divergence messages."
-    epoch, spe, device = state.epoch, state.steps_per_epoch, state.device
-    torch.manual_seed(derive_seed(seed, epoch))
-    state.generator = make_generator(derive_seed(seed, epoch, 2), device)
-    order = make_generator(derive_seed(seed, epoch, 1))
-    model.train()
+def _step(run: _Run, batch, where: str) -> tuple[int, dict]:
+    "One optimiser step on `batch` (`where` it is, for divergence messages); its size and its logs, the loss among them."
+    state, opt = run.state, run.opt
+    for g, base in zip(opt.param_groups, run.base_lrs): g['lr'] = base * run.schedule(state.epoch_progress)
+    if run.transform is not None: batch = run.transform(*batch, state)
+    with torch.enable_grad(), torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=run.amp):
+        loss, logs = run.objective(run.model, batch, state)
+    if not torch.isfinite(loss): raise TrainingDivergedError(f"loss became {loss.item()} {where}.{run.note}")
+    opt.zero_grad(set_to_none=True)
+    optimizer_backward(loss, opt)
+    opt.step()
+    if not _params_finite(opt):
+        raise TrainingDivergedError(f"parameters became NaN or infinite {where} although the loss was finite ({loss.item():.4g}): "
+                                    f"its gradients or the optimiser's update were not.{run.note}")
+    state.step += 1
+    return len(batch[1]), {'loss': loss.detach(), **logs}
+
+def _accumulate(sums: dict, logs: dict, n: int):
+    "Add each logged scalar times the batch size `n` to `sums`."
+    for k, v in logs.items(): sums[k] = sums.get(k, 0.0) + (v.detach().float() if torch.is_tensor(v) else v) * n
+
+def _train_epoch(run: _Run, bar) -> tuple[dict, int]:
+    "One epoch of optimiser steps, its randomness seeded by `(seed, epoch)`; the logs summed over examples and the number of examples."
+    state, data, bs = run.state, run.train, run.batch_size
+    torch.manual_seed(derive_seed(run.seed, state.epoch))
+    state.generator = make_generator(derive_seed(run.seed, state.epoch, 2), state.device)
+    order = make_generator(derive_seed(run.seed, state.epoch, 1))
+    run.model.train()
     sums, n = {}, 0
-    for i, batch in enumerate(data.batches(batch_size, shuffle=True, generator=order, drop_last=len(data) > batch_size)):
-        if i >= spe: break
-        where = f"at step {state.step} (epoch {epoch + 1}, batch {i + 1})"
-        for g, base in zip(opt.param_groups, base_lrs): g['lr'] = base * schedule(state.epoch_progress)
-        if transform is not None: batch = transform(*batch, state)
-        with torch.enable_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss, logs = objective(model, batch, state)
-        if not torch.isfinite(loss): raise TrainingDivergedError(f"loss became {loss.item()} {where}.{checkpoint_note}")
-        opt.zero_grad(set_to_none=True)
-        with torch.enable_grad(): loss.backward()
-        opt.step()
-        if not _params_finite(opt):
-            raise TrainingDivergedError(f"parameters became NaN or infinite {where} although the loss was finite ({loss.item():.4g}): "
-                                        f"its gradients or the optimiser's update were not.{checkpoint_note}")
-        state.step += 1
-        bs = len(batch[1])
-        for k, v in {'loss': loss.detach(), **logs}.items(): sums[k] = sums.get(k, 0.0) + v.detach().float() * bs if torch.is_tensor(v) else sums.get(k, 0.0) + v * bs
-        n += bs
+    for i, batch in enumerate(data.batches(bs, shuffle=True, generator=order, drop_last=len(data) > bs)):
+        if i >= state.steps_per_epoch: break
+        size, logs = _step(run, batch, f"at step {state.step} (epoch {state.epoch + 1}, batch {i + 1})")
+        _accumulate(sums, logs, size); n += size
         if bar is not None:
             bar.update(1)
-            if i % 20 == 0 or i == spe - 1: bar.set_postfix({k: f'{float(v) / n:.4f}' for k, v in sums.items()})
+            if i % 20 == 0 or i == state.steps_per_epoch - 1: bar.set_postfix({k: f'{float(v) / n:.4f}' for k, v in sums.items()})
     return sums, n
+
+def _run_epoch(run: _Run) -> dict:
+    "Train epoch `run.state.epoch` (with a progress bar if asked), evaluate on `val`, append the epoch's record to the history and return it."
+    state, t0 = run.state, time.perf_counter()
+    bar = _tqdm()(total=state.steps_per_epoch, desc=f'epoch {state.epoch + 1}/{state.epochs}', leave=False) if run.progress else None
+    try: sums, n = _train_epoch(run, bar)
+    finally:
+        if bar is not None: bar.close()
+    rec = {'epoch': state.epoch + 1, 'lr': run.opt.param_groups[0]['lr']}
+    rec.update({f'train_{k}': float(v) / n for k, v in sums.items()})
+    if run.val is not None: rec.update({f'val_{k}': v for k, v in _evaluate(run.model, run.val, 1024, state.device).items()})
+    rec['seconds'] = time.perf_counter() - t0
+    state.history.append(rec)
+    return rec
 
 def fit(model: nn.Module, # any classifier; trained in place
         train: ImageData, # training data (moved to the device whole)
         epochs: int = 1,
-        objective: Callable | None = None, # `objective(model, (x, y), state) -> (loss, logs)`; default `CrossEntropy()`
+        objective: Callable | None = None, # an `Objective`, or `objective(model, (x, y), state) -> (loss, logs)`; default `CrossEntropy()`
         val: ImageData | None = None, # evaluated after each epoch
         batch_size: int = 128,
         optimizer: str | Callable = 'adam', # 'adam', 'adamw', 'sgd' (Nesterov momentum) or `params -> torch.optim.Optimizer`
@@ -484,39 +560,14 @@ def fit(model: nn.Module, # any classifier; trained in place
         callbacks: Sequence[Callable] = (), # each called as `callback(model, state)` after every epoch, its record in `state.history[-1]`
        ) -> pd.DataFrame:
     "Train `model` on `train` with `objective`; return the per-epoch history."
-    epochs, batch_size, keep, max_steps_per_epoch = _check_fit_args(
-        model, train, val, epochs, batch_size, objective, optimizer, lr, weight_decay, momentum, nesterov, schedule, transform,
-        seed, amp, checkpoint_dir, resume, keep, max_steps_per_epoch, callbacks)
-    device = get_device(device)
-    amp = device.type == 'cuda' if amp is None else amp
-    objective, schedule = objective or CrossEntropy(), schedule or Constant()
-    model.to(device)
-    for obj in (objective, transform):
-        if isinstance(obj, nn.Module): obj.to(device)
-    train_d, val_d = train.to(device), val.to(device) if val is not None else None
-    opt = _make_optimizer(model, optimizer, lr, weight_decay, momentum, nesterov)
-    base_lrs = [g['lr'] for g in opt.param_groups]
-    spe = train_d.num_batches(batch_size, drop_last=len(train_d) > batch_size)
-    state = TrainState(epochs=epochs, steps_per_epoch=min(spe, max_steps_per_epoch or spe), device=device)
-    start, last_good = _resume(checkpoint_dir, epochs, model, opt, objective, transform, state) if resume else (0, None)
-    bar_cls = _tqdm() if progress else None
-    for epoch in range(start, epochs):
-        state.epoch, t0 = epoch, time.perf_counter()
-        bar = bar_cls(total=state.steps_per_epoch, desc=f'epoch {epoch + 1}/{epochs}', leave=False) if bar_cls else None
-        try: sums, n = _train_epoch(model, train_d, opt, base_lrs, objective, transform, schedule, state, batch_size, amp, seed, bar,
-                                    _last_good(checkpoint_dir, last_good))
-        finally:
-            if bar is not None: bar.close()
-        rec = {'epoch': epoch + 1, 'lr': opt.param_groups[0]['lr']}
-        rec.update({f'train_{k}': float(v) / n for k, v in sums.items()})
-        if val_d is not None: rec.update({f'val_{k}': v for k, v in _evaluate(model, val_d, 1024, device).items()})
-        rec['seconds'] = time.perf_counter() - t0
-        state.history.append(rec)
+    run = _prepare(_check_fit_args(SimpleNamespace(**locals())))
+    for epoch in range(_resume(run) if resume else 0, run.state.epochs):
+        run.state.epoch = epoch
+        rec = _run_epoch(run)
         if progress: print(' '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in rec.items()))
-        if checkpoint_dir is not None:
-            last_good = _save_epoch(checkpoint_dir, model, opt, objective, transform, state, seed, keep, last_good)
-        for callback in callbacks: callback(model, state)
-    return pd.DataFrame(state.history)
+        if run.folder is not None: _save_epoch(run)
+        for callback in callbacks: callback(model, run.state)
+    return pd.DataFrame(run.state.history)
 
 def _tqdm():
     from tqdm.auto import tqdm

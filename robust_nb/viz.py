@@ -18,10 +18,11 @@ from .eval.corruptions import (SUITES, CORRUPTIONS, corrupt, suite_names, synthe
 from .eval.benchmark import group_averages
 
 # %% auto #0
-__all__ = ['DPI', 'figure_png', 'register_png_display', 'new_figure', 'image_to_numpy', 'show_images', 'corruption_grid',
-           'corruption_heatmap', 'group_averages_plot', 'severity_curves', 'margin_curves_plot',
+__all__ = ['DPI', 'CEB_LABELS', 'figure_png', 'register_png_display', 'new_figure', 'image_to_numpy', 'show_images',
+           'corruption_grid', 'corruption_heatmap', 'group_averages_plot', 'severity_curves', 'margin_curves_plot',
            'closest_examples_gallery', 'attack_share_table', 'attack_share_plot', 'class_averages', 'batched_utility',
-           'utility_figure', 'spearman', 'utility_vs_sensitivity']
+           'utility_figure', 'spearman', 'utility_vs_sensitivity', 'fcl_figure', 'rho_figure', 'figure1',
+           'embedding_figure', 'mtlat_pair_figure', 'score_heatmap', 'margins_figure', 'transfer_figure']
 
 # %% ../nbs/40_viz.ipynb #336efeee
 def figure_png(fig: Figure) -> bytes:
@@ -356,4 +357,178 @@ def utility_vs_sensitivity(u: torch.Tensor, # contextual utilities (any shape)
     pre = 'log10 ' if log else ''
     ax.set_xlabel(f'{pre}contextual utility'); ax.set_ylabel(f'{pre}contextual sensitivity')
     ax.set_title(title or f"utility vs sensitivity (Spearman rho = {rho:.2f})", fontsize=9)
+    return fig
+
+# %% ../nbs/40_viz.ipynb #eb60ee3c
+def _sd(v) -> float: return float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+def fcl_figure(records: pd.DataFrame):
+    "Bar chart of BAL, BAL+UN and BAL+NUN per method (mean with std over seeds)."
+    fig = Figure(figsize=(6, 3), dpi=80)
+    ax = fig.subplots()
+    keys, methods = ('bal', 'bal_un', 'bal_nun'), list(dict.fromkeys(records.method))
+    w = 0.8 / len(methods)
+    for i, m in enumerate(methods):
+        g = records[records.method == m]
+        ax.bar(np.arange(3) + i * w, [g[k].mean() for k in keys], w, yerr=[_sd(g[k]) for k in keys], label=m)
+    ax.set_xticks(np.arange(3) + w * (len(methods) - 1) / 2, ['BAL', 'BAL+UN', 'BAL+NUN'])
+    ax.set_ylabel('accuracy'); ax.set_ylim(0, 1); ax.legend(fontsize=8)
+    ax.set_title(f"FCL Table 1 on the {records.dataset.iloc[0]} corner task", fontsize=9)
+    return fig
+
+# %% ../nbs/40_viz.ipynb #d6c48b7f
+from .methods.ceb import encodings
+
+CEB_LABELS = {'accuracy': 'clean accuracy', 'rate': 'rate (nats)', 'robust_l2': 'robustness, targeted PGD L2', 'robust_linf': 'robustness, targeted PGD L-inf'}
+_CEB_COLORS = {'vib': 'tab:blue', 'ceb': 'tab:red'}
+
+def rho_figure(records: pd.DataFrame, key: str = 'accuracy', ax=None):
+    "rho against `key` (mean +- std over seeds) for VIB and CEB, the deterministic model as a dashed line."
+    check_choice(key, 'key', CEB_LABELS)
+    fig = None
+    if ax is None: fig = Figure(figsize=(3.2, 2.6), dpi=80); ax = fig.subplots()
+    for m in ('vib', 'ceb'):
+        s = records[records.method == m].groupby('rho')[key].agg(['mean', _sd]).reset_index()
+        if len(s): ax.errorbar(s.rho, s['mean'], yerr=s['_sd'], marker='o', ms=3, capsize=2, color=_CEB_COLORS[m], label=m.upper())
+    det = records[records.method == 'deterministic'][key]
+    if len(det) and np.isfinite(det.mean()): ax.axhline(det.mean(), ls='--', color='k', lw=1, label='Det.')
+    if key == 'rate': ax.axhline(math.log(10), ls=':', color='grey', lw=1, label='ln 10')
+    ax.set_xlabel('rho'); ax.set_ylabel(CEB_LABELS[key], fontsize=8); ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    return fig if fig is not None else ax.figure
+
+def figure1(records: pd.DataFrame, title: str | None = None):
+    "CEB Figure 1: rho against clean accuracy, rate, and robustness to targeted PGD L2 and L-inf."
+    fig = Figure(figsize=(12, 2.8), dpi=80)
+    for ax, key in zip(fig.subplots(1, 4), CEB_LABELS): rho_figure(records, key, ax=ax)
+    if title: fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+def _principal_plane(f: torch.Tensor, *more: torch.Tensor) -> list[torch.Tensor]:
+    "`f` and `more` projected on the first two principal components of `f`."
+    mean = f.mean(0)
+    _, _, v = torch.linalg.svd(f - mean, full_matrices=False)
+    return [(t - mean) @ v[:2].T for t in (f, *more)]
+
+def embedding_figure(models: dict, data, points: int = 1000):
+    "2-D PCA of the mean encodings f(x) of each model in `models` (title -> StochasticHead), with the class means mu_y."
+    fig = Figure(figsize=(3.4 * len(models), 3.2), dpi=80)
+    axes = np.atleast_1d(fig.subplots(1, len(models)))
+    x, y = data.tensors() if hasattr(data, 'tensors') else data
+    for ax, (title, model) in zip(axes, models.items()):
+        f, yy = encodings(model, (x[:points], y[:points]))
+        p, mu = _principal_plane(f.cpu(), model.class_means.weight.t().detach().cpu().float())
+        sc = ax.scatter(p[:, 0], p[:, 1], c=yy.cpu(), cmap='tab10', s=4, alpha=0.5, vmin=-0.5, vmax=9.5)
+        ax.scatter(mu[:, 0], mu[:, 1], c=np.arange(len(mu)), cmap='tab10', marker='*', s=160, edgecolors='k', vmin=-0.5, vmax=9.5)
+        ax.set_title(title, fontsize=8); ax.tick_params(labelsize=6)
+    fig.colorbar(sc, ax=list(axes), ticks=range(10), shrink=0.8).ax.tick_params(labelsize=6)
+    return fig
+
+# %% ../nbs/40_viz.ipynb #120f36a4
+from .core import eval_mode, make_generator
+from .methods.mtlat import MTLAT
+
+def _mtlat_couples(model, data, eps: float | None, alpha: float, seed: int) -> dict:
+    "The M-TLAT couples of the first 32 images of `data`, one Mixup weight per couple, made with `model` in eval mode."
+    x, y = data[0:min(len(data), 32)]
+    mt = MTLAT(alpha, 0.025 if eps is None else eps, per_sample=True, num_classes=data.num_classes)
+    if eps is not None: mt.uniform = lambda g, n, hi, device: torch.full((n,), float(eps), device=device)
+    dev = model_device(model)
+    with eval_mode(model): return mt.make_pairs(model, x.to(dev), y.to(dev), make_generator(seed))
+
+def _telling_couple(p: dict) -> int:
+    "The couple whose three classes differ, with the Mixup weight closest to 1/2."
+    lams, c3, c4, t = p['lam2'].cpu(), p['y3'].argmax(1).cpu(), p['y4'].argmax(1).cpu(), p['target'].cpu()
+    differ = (c3 != c4) & (t != c3) & (t != c4)
+    return int(torch.where(differ, (lams - 0.5).abs(), torch.full_like(lams, 9.0)).argmin())
+
+def _couple_panels(p: dict, i: int, classes: list) -> list:
+    "(image, title) of the five image panels of couple `i`."
+    lam, e = float(p['lam2'][i]), float(p['eps'][i])
+    delta = (p['x_mtlat'] - p['x_mix2'])[i].cpu()
+    return [(p['x3'][i], f"source 1 ({classes[int(p['y3'][i].argmax())]})\nweight {lam:.2f}"),
+            (p['x4'][i], f"source 2 ({classes[int(p['y4'][i].argmax())]})\nweight {1 - lam:.2f}"),
+            (p['x_mix2'][i], 'Mixup'),
+            (0.5 + 0.5 * delta / max(e, 1e-12), f"perturbation toward\n{classes[int(p['target'][i])]} (eps {e:.3f})"),
+            (p['x_mtlat'][i], 'M-TLAT image')]
+
+def _label_bars(ax, label: torch.Tensor, classes: list):
+    "A soft label as bars, the visible shares written on them."
+    yl = label.detach().cpu().numpy()
+    ax.bar(range(len(yl)), yl, color='tab:blue')
+    ax.set_xticks(range(len(yl)), classes, rotation=60, fontsize=7)
+    ax.set_ylim(0, 1); ax.set_title('soft label y_mtlat', fontsize=8)
+    for j, v in enumerate(yl):
+        if v > 0.005: ax.text(j, v + 0.02, f"{v:.2f}", ha='center', fontsize=7)
+
+def mtlat_pair_figure(model: torch.nn.Module, data, # an ImageData
+                      i: int | None = None, # which couple of the batch; None: three distinct classes, Mixup weight closest to 1/2
+                      eps: float | None = None, alpha: float = 0.4, seed: int = 0, classes: Sequence[str] | None = None):
+    "One M-TLAT couple: sources x3 and x4, x_mix, the perturbation, x_mtlat and the bars of y_mtlat (`eps`: fix the size, default drawn)."
+    p = _mtlat_couples(model, data, eps, alpha, seed)
+    i = _telling_couple(p) if i is None else check_int(i, 'i', min=0, max=len(p['x3']) - 1)
+    classes = list(classes or data.classes)
+    fig = Figure(figsize=(11, 2.4), dpi=80)
+    axs = fig.subplots(1, 6, gridspec_kw=dict(width_ratios=[1, 1, 1, 1, 1, 1.8]))
+    for ax, (im, title) in zip(axs, _couple_panels(p, i, classes)):
+        im = im.detach().cpu().float().clamp(0, 1).numpy()
+        ax.imshow(im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0), cmap='gray', vmin=0, vmax=1)
+        ax.set_title(title, fontsize=8); ax.axis('off')
+    _label_bars(axs[-1], p['y_mtlat'][i], classes)
+    fig.tight_layout()
+    return fig
+
+_NOT_SCORES = ('method', 'seed', 'dataset', 'clean', 'train_seconds', 'eval_seconds')
+
+def score_heatmap(records: pd.DataFrame, title: str = ''):
+    "Heatmap of the mean robustness scores (methods x perturbations, in the records' column order), clean accuracy in the row labels."
+    cols = [c for c in records.columns if c not in _NOT_SCORES and not c.startswith('acc_')]
+    m = records.dropna(subset=cols, how='all').groupby('method', sort=False)[['clean'] + cols].mean()
+    fig = Figure(figsize=(12, 0.5 * len(m) + 2.0), dpi=80)
+    ax = fig.subplots()
+    im = ax.imshow(m[cols].to_numpy(), cmap='viridis', vmin=0, vmax=1, aspect='auto')
+    ax.set_xticks(range(len(cols)), cols, rotation=60, ha='right', fontsize=8)
+    ax.set_yticks(range(len(m)), [f"{i} ({100 * c:.1f}%)" for i, c in zip(m.index, m.clean)], fontsize=8)
+    for r in range(len(m)):
+        for c in range(len(cols)):
+            v = m[cols].iat[r, c]
+            ax.text(c, r, f"{v:.2f}", ha='center', va='center', fontsize=6, color='white' if v < 0.6 else 'black')
+    fig.colorbar(im, ax=ax, label='A_phi / A_clean', fraction=0.02)
+    ax.set_title(title or 'M-TLAT perturbation benchmark: robustness scores (row label: clean accuracy)', fontsize=9)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/40_viz.ipynb #9abd5266
+def _method_name(m: str) -> str: return m.replace('_', ' ').upper()  # 'no_reg' -> 'NO REG'
+
+def margins_figure(records: pd.DataFrame, distances: dict, # {(method, seed): distances [N]}
+                   max_eps: float):
+    "Figure 3 (margin curves of the methods, distances pooled over seeds, R in the legend) beside Table 3 as bars."
+    fig, axes = new_figure(1, 2, (4.6, 3.2))
+    methods = list(dict.fromkeys(records.method))
+    pooled = {_method_name(m): torch.cat([torch.as_tensor(d) for (mm, s), d in sorted(distances.items()) if mm == m]) for m in methods}
+    ds = records.dataset.iloc[0]
+    margin_curves_plot(pooled, max_eps=max_eps, title=f"{ds}: L2 margin curves ({records.seed.nunique()} seeds pooled)", ax=axes[0, 0])
+    shares = {_method_name(m): {a: float(records[records.method == m][f'share_{a}'].mean()) for a in ('bg', 'fgsm', 'pgd')} for m in methods}
+    attack_share_plot(shares, title='closest example found by (Table 3)', ax=axes[0, 1])
+    return fig
+
+_TRANSFER_ROWS = {'clean': 'clean', 'corrupted': 'corrupted', 'transfer_separate': 'T separate', 'transfer_joint': 'T joint'}
+
+def transfer_figure(examples: dict # {corruption: {'clean', 'corrupted', protocol: image [H, W]}, 'n_c': N_c}
+                   ):
+    "Rows: clean, corrupted, T by TRANSFER-SEPARATE, T by TRANSFER-JOINT; one column per corruption."
+    names = [c for c in examples if c != 'n_c']
+    rows = [r for r in _TRANSFER_ROWS if all(r in examples[c] for c in names)]
+    fig = Figure(figsize=(0.75 * len(names) + 0.6, 0.8 * len(rows) + 0.5), dpi=80)
+    axes = fig.subplots(len(rows), len(names), squeeze=False)
+    for j, c in enumerate(names):
+        for i, r in enumerate(rows):
+            ax = axes[i, j]
+            ax.imshow(examples[c][r].float().cpu().numpy(), cmap='gray', vmin=0, vmax=1)
+            ax.set_xticks([]); ax.set_yticks([])
+            if i == 0: ax.set_title(c.removeprefix('mnistc_').replace('_', ' '), fontsize=6)
+            if j == 0: ax.set_ylabel(_TRANSFER_ROWS[r], fontsize=7)
+    fig.suptitle(f"Transfer by paired auto-encoders, N_c = {examples.get('n_c', '?')}", fontsize=8)
     return fig

@@ -11,7 +11,9 @@ import torch
 import ipywidgets as W
 from IPython.display import display
 
-from .core import check_choice, check_int, check_model, check_model_input, make_generator, model_device
+from fastcore.basics import patch
+
+from .core import check_choice, check_int, check_model, check_model_input, eval_mode, make_generator, model_device, predict_classes
 from .data import check_data
 from .eval.corruptions import corrupt, suite_names, corruption_seed, MNIST_C_DEFAULT_SEVERITY
 from .eval.benchmark import corruption_sweep
@@ -21,8 +23,25 @@ from .viz import show_images, severity_curves
 # %% auto #0
 __all__ = ['MARGIN_ATTACKS', 'CorruptionSweep', 'MarginCurves', 'UtilityExplorer']
 
+# %% ../nbs/41_widgets.ipynb #419b1824
+class _Explorer:
+    "What every explorer shares: `widget` is what displays, a changed control calls `update`, `predict` labels images, `_show` puts figures into output areas."
+    def _ipython_display_(self): display(self.widget)
+    def _on_change(self, change): self.update()
+    def predict(self, model, x) -> torch.Tensor:
+        "The classes `model` predicts for the images `x` (in eval mode, its own mode restored), on the CPU."
+        return predict_classes(model, x).cpu()
+    def _label(self, c) -> str:
+        "The name of class `c`: its entry in `classes`, else the number."
+        return self.classes[int(c)] if self.classes else str(int(c))
+    def _show(self, outs: Sequence[W.Output], figs: Sequence):
+        "Replace the content of each output area by its figure."
+        for out, fig in zip(outs, figs):
+            out.clear_output(wait=True)
+            with out: display(fig)
+
 # %% ../nbs/41_widgets.ipynb #3da6f867
-class CorruptionSweep:
+class CorruptionSweep(_Explorer):
     "Explore a classifier's accuracy under the corruptions of a suite, optionally next to a second model."
     def __init__(self, model: torch.nn.Module, # classifier on [B, C, H, W] in [0, 1]
                  data, # ImageData or a pair (x, y)
@@ -51,11 +70,9 @@ class CorruptionSweep:
         self.widget = W.VBox([W.HBox([self.corruption, self.severity]), self.status, W.HBox([self.grid_out, self.curve_out])])
         self.update()
 
-    def _ipython_display_(self): display(self.widget)
-    def _on_change(self, change): self.update()
-
 # %% ../nbs/41_widgets.ipynb #902222cc
-def _sweep(self: CorruptionSweep, name: str) -> dict[str, pd.DataFrame]:
+@patch
+def sweep(self: CorruptionSweep, name: str) -> dict[str, pd.DataFrame]:
     "Accuracy of every model under `name` at severities 1-5 (cached)."
     if name not in self._sweeps:
         self._sweeps[name] = {m: corruption_sweep(model, (self.x, self.y), [name], severities=range(1, 6), n=None,
@@ -63,17 +80,9 @@ def _sweep(self: CorruptionSweep, name: str) -> dict[str, pd.DataFrame]:
                               for m, model in self.models.items()}
     return self._sweeps[name]
 
-@torch.no_grad()
-def _predict(self: CorruptionSweep, model, x):
-    model.eval()
-    return model(x.to(model_device(model))).argmax(1).cpu()
-
-CorruptionSweep.sweep, CorruptionSweep.predict = _sweep, _predict
-
 # %% ../nbs/41_widgets.ipynb #843c2f82
-def _label(self, i): return self.classes[i] if self.classes else str(i)
-
-def _update(self: CorruptionSweep):
+@patch
+def update(self: CorruptionSweep):
     "Redraw the grid and the curve for the current corruption and severity."
     name, s = self.corruption.value, self.severity.value
     xs, ys = self.x[:self.n_show], self.y[:self.n_show]
@@ -81,7 +90,7 @@ def _update(self: CorruptionSweep):
     xc = corrupt(xs, name, s, g, self.table)
     preds = {m: self.predict(model, xc) for m, model in self.models.items()}
     first = next(iter(preds.values()))
-    titles = [' / '.join(_label(self, int(p[i])) for p in preds.values()) for i in range(len(xs))]
+    titles = [' / '.join(self._label(p[i]) for p in preds.values()) for i in range(len(xs))]
     colors = ['green' if int(first[i]) == int(ys[i]) else 'red' for i in range(len(xs))]
     sweeps = self.sweep(name)
     self.grid_fig = show_images(xc, titles, ncols=4, size=1.3, title_colors=colors)
@@ -90,19 +99,15 @@ def _update(self: CorruptionSweep):
     self.accuracy = accs
     self.status.value = f"<b>{name}</b>, severity {s}: " + ', '.join(
         f"{m} accuracy {a:.3f} (clean {sweeps[m].attrs['clean_accuracy']:.3f})" for m, a in accs.items())
-    for out, fig in ((self.grid_out, self.grid_fig), (self.curve_out, self.curve_fig)):
-        out.clear_output(wait=True)
-        with out: display(fig)
-
-CorruptionSweep.update = _update
+    self._show((self.grid_out, self.curve_out), (self.grid_fig, self.curve_fig))
 
 # %% ../nbs/41_widgets.ipynb #c07f3f41
-from .eval.measures import minimal_perturbation, margin_area, MinimalPerturbation, _tensors
+from .eval.measures import minimal_perturbation, margin_area, MinimalPerturbation
 from .viz import margin_curves_plot, closest_examples_gallery, attack_share_plot, _finite_max
 
 MARGIN_ATTACKS = ('fgsm', 'pgd', 'bg', 'mi_fgsm', 'cw_l2')  # the attacks offered by MarginCurves
 
-class MarginCurves:
+class MarginCurves(_Explorer):
     "Margin curves, closest adversarial examples and attack shares of several models, for a chosen norm and attack ensemble."
     def __init__(self, models: dict[str, torch.nn.Module], # {name: classifier on [B, C, H, W] in [0, 1]}
                  data, # ImageData, a pair (x, y) or an image tensor
@@ -116,7 +121,7 @@ class MarginCurves:
         check_choice(norm, 'norm', ('l2', 'linf'))
         for a in attacks: check_choice(a, 'attacks', MARGIN_ATTACKS)
         self.models, self.mp_kwargs = dict(models), mp_kwargs
-        self.x, y = _tensors(data, check_int(n, 'n', min=1))
+        self.x, y = as_tensors(data, check_int(n, 'n', min=1), labels=False)
         for name, m in self.models.items():
             if y is None: check_model_input(check_model(m, f"models[{name!r}]"), self.x, 'data')
             else: check_data((self.x, y), m, 'data')
@@ -136,11 +141,9 @@ class MarginCurves:
                               W.HBox([self.curve_out, self.share_out]), self.gallery_out])
         self.update()
 
-    def _ipython_display_(self): display(self.widget)
-    def _on_change(self, change): self.update()
-
 # %% ../nbs/41_widgets.ipynb #ac4c9121
-def _result(self: MarginCurves, name: str, norm: str, attacks: Sequence[str]):
+@patch
+def result(self: MarginCurves, name: str, norm: str, attacks: Sequence[str]):
     "(MinimalPerturbation, clean predictions, adversarial predictions) of model `name` (cached per model, norm and attacks)."
     key = (name, norm, tuple(attacks))
     if key not in self._cache:
@@ -150,15 +153,9 @@ def _result(self: MarginCurves, name: str, norm: str, attacks: Sequence[str]):
         self._cache[key] = (mp, self.predict(model, x), self.predict(model, mp.x_adv))
     return self._cache[key]
 
-@torch.no_grad()
-def _predict_mc(self: MarginCurves, model, x):
-    model.eval()
-    return model(x.to(model_device(model))).argmax(1).cpu()
-
-MarginCurves.result, MarginCurves.predict = _result, _predict_mc
-
 # %% ../nbs/41_widgets.ipynb #b4d49656
-def _update_mc(self: MarginCurves):
+@patch
+def update(self: MarginCurves):
     "Redraw the curves, the attack shares and the gallery for the current choice."
     names, norm, attacks = list(self.model_select.value), self.norm.value, [a for a in MARGIN_ATTACKS if a in self.attack_select.value]
     outs = (self.curve_out, self.share_out, self.gallery_out)
@@ -181,11 +178,7 @@ def _update_mc(self: MarginCurves):
     self.area = {m: margin_area(d, eps) for m, d in dist.items()}
     self.status.value = f"<b>{norm}</b>, attacks {', '.join(attacks)}, {len(self.x)} images: " + ', '.join(
         f"{m} R = {a:.3f} (median distance {dist[m].median().item():.3f})" for m, a in self.area.items())
-    for out, fig in zip(outs, (self.curve_fig, self.share_fig, self.gallery_fig)):
-        out.clear_output(wait=True)
-        with out: display(fig)
-
-MarginCurves.update = _update_mc
+    self._show(outs, (self.curve_fig, self.share_fig, self.gallery_fig))
 
 # %% ../nbs/41_widgets.ipynb #88911d5a
 import torch.nn.functional as F
@@ -193,7 +186,7 @@ from .core import check_embed_head, check_float
 from .methods.fcl import contextual_utility, contextual_sensitivity, utility_mask, utility_perturbation
 from .viz import new_figure, image_to_numpy
 
-class UtilityExplorer:
+class UtilityExplorer(_Explorer):
     "Utility, sensitivity, top-/bottom-k masks and utility-aware perturbations of one sample, for one or several models."
     def __init__(self, models: torch.nn.Module | dict[str, torch.nn.Module], # a model with `embed` and `head`, or {name: model}
                  data, # ImageData or a pair (x, y); the first n samples are offered
@@ -207,7 +200,7 @@ class UtilityExplorer:
         if not isinstance(models, dict) or not models: raise ValueError("models: expected a model or a non-empty dict {name: model}")
         for name, m in models.items(): check_embed_head(m, f"models[{name!r}]")
         self.models = dict(models)
-        self.x, self.y = _tensors(data, check_int(n, 'n', min=1))
+        self.x, self.y = as_tensors(data, check_int(n, 'n', min=1), labels=False)
         if self.y is None: raise ValueError("data: the utility needs labels; pass an ImageData or a pair (x, y)")
         for m in self.models.values(): check_data((self.x, self.y), m, 'data')
         self.k, self.sigma, self.seed = check_int(k, 'k', min=1), check_float(sigma, 'sigma', min=0), int(seed)
@@ -225,37 +218,38 @@ class UtilityExplorer:
         self.widget = W.VBox([W.HBox([self.sample, self.model_select]), self.status, self.out])
         self.update()
 
-    def _ipython_display_(self): display(self.widget)
-    def _on_change(self, change): self.update()
-
 # %% ../nbs/41_widgets.ipynb #82d212cc
-def _noise_generator(self: UtilityExplorer, i: int) -> torch.Generator:
+@patch
+def noise_generator(self: UtilityExplorer, i: int) -> torch.Generator:
     "The generator of sample `i`'s noise (the same for every model)."
     return make_generator(self.seed + i)
 
+# %% ../nbs/41_widgets.ipynb #c8871964
 @torch.no_grad()
 def _probs(model, x): return F.softmax(model(x).float(), 1).cpu()
 
-def _result_ue(self: UtilityExplorer, name: str, i: int) -> dict:
-    "Maps, masks, perturbed images and predictions of model `name` on sample `i` (cached)."
+def _sample_maps(self: UtilityExplorer, model, i: int) -> dict:
+    "Maps, masks, perturbed images and predictions of `model` on sample `i`."
+    dev = model_device(model)
+    x, y = self.x[i:i + 1].to(dev), self.y[i:i + 1].to(dev)
+    u = contextual_utility(model, x, y)
+    s = contextual_sensitivity(model, x)
+    g = self.noise_generator(i)
+    e_top = utility_perturbation(u, self.k, self.sigma, 'top', g)
+    e_bot = utility_perturbation(u, self.k, self.sigma, 'bottom', g)
+    xs = torch.cat([x, x + e_top, x + e_bot])
+    p = _probs(model, xs)
+    return dict(x=x.cpu(), u=u.cpu(), s=s.cpu(), top=utility_mask(u, self.k, 'top').cpu(),
+                bottom=utility_mask(u, self.k, 'bottom').cpu(), x_top=xs[1:2].cpu(), x_bottom=xs[2:3].cpu(),
+                pred=p.argmax(1), prob=p.max(1).values)
+
+@patch
+def result(self: UtilityExplorer, name: str, i: int) -> dict:
+    "Maps, masks, perturbed images and predictions of model `name` on sample `i` (cached; computed in eval mode)."
     key = (name, int(i))
     if key not in self._cache:
-        model = self.models[name]; model.eval()
-        dev = model_device(model)
-        x, y = self.x[i:i + 1].to(dev), self.y[i:i + 1].to(dev)
-        u = contextual_utility(model, x, y)
-        s = contextual_sensitivity(model, x)
-        g = self.noise_generator(i)
-        e_top = utility_perturbation(u, self.k, self.sigma, 'top', g)
-        e_bot = utility_perturbation(u, self.k, self.sigma, 'bottom', g)
-        xs = torch.cat([x, x + e_top, x + e_bot])
-        p = _probs(model, xs)
-        self._cache[key] = dict(x=x.cpu(), u=u.cpu(), s=s.cpu(), top=utility_mask(u, self.k, 'top').cpu(),
-                                bottom=utility_mask(u, self.k, 'bottom').cpu(), x_top=xs[1:2].cpu(), x_bottom=xs[2:3].cpu(),
-                                pred=p.argmax(1), prob=p.max(1).values)
+        with eval_mode(self.models[name]) as model: self._cache[key] = _sample_maps(self, model, int(i))
     return self._cache[key]
-
-UtilityExplorer.noise_generator, UtilityExplorer.result = _noise_generator, _result_ue
 
 # %% ../nbs/41_widgets.ipynb #e40f37f0
 _UE_PANELS = ('image', 'utility', 'sensitivity', 'top-{k} mask', 'bottom-{k} mask', 'top-{k} noise', 'bottom-{k} noise')
@@ -264,7 +258,6 @@ def _utility_rows(self: UtilityExplorer, results: dict[str, dict]):
     "The figure: for each model a row image, utility, sensitivity, masks and perturbed images."
     fig, axes = new_figure(len(results), len(_UE_PANELS), (self.size, self.size + 0.3))
     axes = axes.reshape(len(results), len(_UE_PANELS))
-    lab = lambda c: self.classes[int(c)] if self.classes else str(int(c))
     for row, (name, r) in zip(axes, results.items()):
         imgs = [r['x'], r['u'], r['s'], r['top'], r['bottom'], r['x_top'], r['x_bottom']]
         for j, (ax, a) in enumerate(zip(row, imgs)):
@@ -274,23 +267,20 @@ def _utility_rows(self: UtilityExplorer, results: dict[str, dict]):
             else: ax.imshow(a.float().mean(0).numpy(), cmap=self.cmap, interpolation='nearest')
             ax.set_xticks([]); ax.set_yticks([])
             t = _UE_PANELS[j].format(k=self.k)
-            if j in (0, 5, 6): t += f"\n{lab(r['pred'][(0, 5, 6).index(j)])} ({r['prob'][(0, 5, 6).index(j)]:.2f})"
+            if j in (0, 5, 6): t += f"\n{self._label(r['pred'][(0, 5, 6).index(j)])} ({r['prob'][(0, 5, 6).index(j)]:.2f})"
             ax.set_title(t, fontsize=7)
         row[0].set_ylabel(name, fontsize=8)
     return fig
 
-def _update_ue(self: UtilityExplorer):
+@patch
+def update(self: UtilityExplorer):
     "Redraw the panels and the status line for the current sample and model."
     i, choice = self.sample.value, self.model_select.value
     names = list(self.models) if choice == 'all' else [choice]
     results = {m: self.result(m, i) for m in names}
-    lab = lambda c: self.classes[int(c)] if self.classes else str(int(c))
     self.predictions = {m: r['pred'].tolist() for m, r in results.items()}
     self.fig = _utility_rows(self, results)
-    self.status.value = f"<b>sample {i}</b> (label {lab(self.y[i])}), k = {self.k}, sigma = {self.sigma}: " + '; '.join(
-        f"{m}: clean {lab(r['pred'][0])} ({r['prob'][0]:.2f}), top-k noise {lab(r['pred'][1])} ({r['prob'][1]:.2f}), "
-        f"bottom-k noise {lab(r['pred'][2])} ({r['prob'][2]:.2f})" for m, r in results.items())
-    self.out.clear_output(wait=True)
-    with self.out: display(self.fig)
-
-UtilityExplorer.update = _update_ue
+    self.status.value = f"<b>sample {i}</b> (label {self._label(self.y[i])}), k = {self.k}, sigma = {self.sigma}: " + '; '.join(
+        f"{m}: clean {self._label(r['pred'][0])} ({r['prob'][0]:.2f}), top-k noise {self._label(r['pred'][1])} ({r['prob'][1]:.2f}), "
+        f"bottom-k noise {self._label(r['pred'][2])} ({r['prob'][2]:.2f})" for m, r in results.items())
+    self._show((self.out,), (self.fig,))

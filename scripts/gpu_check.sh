@@ -512,8 +512,8 @@ fcl_table1() {
   local claim
   claim=$("$PY" -c '
 import json, sys
-r = json.load(open(sys.argv[1])); c = r.get("claim") or {}
-print(", ".join(f"{k} {v:.4f}" for k, v in c.items() if isinstance(v, float)))' "$RESULTS/$FCL_STEM$SFX.json" 2>/dev/null || true)
+r = json.load(open(sys.argv[1]))
+print(", ".join("%s %.4f" % (c["name"], c["measured"]) for c in r.get("claims", []) if isinstance(c.get("measured"), float)))' "$RESULTS/$FCL_STEM$SFX.json" 2>/dev/null || true)
   if (( failed > 0 )); then finish failed "$FCL_STEM$SFX.json" "$seed_note"
   elif (( ${#jsons[@]} < FCL_SEEDS )); then finish partial "$FCL_STEM$SFX.json" "$seed_note; $claim"
   else finish ok "$FCL_STEM$SFX.json" "$seed_note; $claim"; fi

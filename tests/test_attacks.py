@@ -268,6 +268,44 @@ def test_captum_conventions_that_differ(setup):
     assert not torch.equal(d.clamp(0, 1), fgsm(model, x, y, 0.1))
 
 
+# ---------------------------------------------------------------- training-time use
+
+def test_one_eps_per_image_is_each_image_at_its_own_eps(setup):
+    """A budget per image gives every image the example it gets with that budget alone, bit for bit: the same batch, the
+    same kernels, and a float32 budget multiplies as the float it holds."""
+    model, x, y = setup
+    x, y = x[:16], y[:16]
+    eps = torch.linspace(0.01, 0.16, 16)
+    a, b = fgsm(model, x, y, eps), pgd(model, x, y, eps, steps=3, step_size=eps / 2)
+    for i in (0, 7, 15):
+        assert torch.equal(a[i], fgsm(model, x, y, float(eps[i]))[i])
+        assert torch.equal(b[i], pgd(model, x, y, float(eps[i]), steps=3, step_size=float(eps[i] / 2))[i])
+
+
+def test_one_hot_probabilities_are_the_labels(setup):
+    """One-hot probability vectors give the examples of the labels they encode, exactly: both losses have the input
+    gradient of softmax - onehot, summed in the same order. A targeted attack does not need the true labels."""
+    model, x, y = setup
+    x, y = x[:32], y[:32]
+    onehot = F.one_hot(y, 10).float()
+    assert torch.equal(fgsm(model, x, onehot, 0.05), fgsm(model, x, y, 0.05))
+    assert torch.equal(pgd(model, x, onehot, 0.05, steps=3), pgd(model, x, y, 0.05, steps=3))
+    t = (y + 1) % 10
+    assert torch.equal(pgd(model, x, None, 0.05, steps=3, target=t), pgd(model, x, y, 0.05, steps=3, target=t))
+    assert torch.equal(fgsm(model, x, None, 0.05, target=F.one_hot(t, 10).float()), fgsm(model, x, None, 0.05, target=t))
+
+
+def test_keep_mode_attacks_the_model_as_it_is(setup):
+    "With keep_mode the model runs as it is (here: dropout active, so the same seed gives the same example), and is left so."
+    model, x, y = setup
+    drop = nn.Sequential(nn.Dropout(0.5), model).train()
+    x, y = x[:8], y[:8]
+    torch.manual_seed(0); a = fgsm(drop, x, y, 0.1, keep_mode=True)
+    torch.manual_seed(0); b = fgsm(drop, x, y, 0.1, keep_mode=True)
+    assert torch.equal(a, b) and not torch.equal(a, fgsm(drop, x, y, 0.1)) and drop.training and model.training
+    model.eval()
+
+
 # ---------------------------------------------------------------- behaviour
 
 @pytest.mark.parametrize('name', sorted(ATTACKS))

@@ -117,8 +117,8 @@ CASES = [
     ('fit-function-model', lambda: fit(lambda x: x, ImageData(_x(), _y()), progress=False), ValueError, ['model:', 'torch.nn.Module']),
     ('fit-momentum', lambda: fit(_model(), ImageData(_x(), _y()), optimizer='sgd', momentum=1.0, progress=False), ValueError, ['momentum:', '[0, 1)']),
     # objectives and losses called directly
-    ('tlat-label-11', lambda: TLAT()(_model(), (_x(), torch.tensor([0, 1, 2, 11])), None), ValueError, ['y:', '[0, 9]', '11']),
-    ('fgsm-toward-label-11', lambda: fgsm_toward(_model(), _x(), torch.tensor([0, 1, 2, 11]), 0.1), ValueError, ['y:', '[0, 9]']),
+    ('tlat-label-11', lambda: TLAT(num_classes=10)(_model(), (_x(), torch.tensor([0, 1, 2, 11])), None), ValueError, ['y:', '[0, 9]', '11']),
+    ('fgsm-toward-label-11', lambda: fgsm_toward(_model(), _x(), torch.tensor([0, 1, 2, 11]), 0.1), ValueError, ['target:', '[0, 9]']),
     ('fcl-label-11', lambda: FCL()(_model(), (_x(), torch.tensor([0, 1, 2, 11])), None), ValueError, ['y:', '[0, 9]', '10 classes']),
     ('ceb-loss-label-length', lambda: ceb_loss(torch.rand(4, 10), torch.arange(3), torch.rand(4, 3), torch.rand(4, 3), torch.rand(4, 3), rho=1), ValueError, ['y:', 'expected 4 labels']),
     ('ceb-loss-mu-shape', lambda: ceb_loss(torch.rand(4, 10), torch.arange(4), torch.rand(4, 3), torch.rand(4, 3), torch.rand(10, 3), rho=1), ValueError, ['mu:', '[4, 3]']),

@@ -204,7 +204,7 @@ def test_jump_start_stated_values():
         st2.step = step; js2(st2); js2.observe(0.9, st2)
     st2.step = 30; assert js2(st2) == 0.0 and js2.began == 2.0
     # state round trip (checkpoints)
-    js3 = JumpStart(target=3.0); js3.load_state_dict(js.state_dict()); st.step = 4 * spe + spe // 2
+    js3 = JumpStart(target=3.0); js3.load_checkpoint_state(js.checkpoint_state()); st.step = 4 * spe + spe // 2
     assert js3(st) == js(st)
 
 
@@ -265,7 +265,7 @@ def test_objective_checkpoint_round_trip():
     for s in range(3):
         st.step, st.generator = s, make_generator(s); a(model, (x, y), st)
     b = CEB(JumpStart(0.0), rate=RateEstimator(5, 4, components=2))
-    b.load_state_dict(a.state_dict())
+    b.load_checkpoint_state(a.checkpoint_state())
     st.step, st.generator = 3, make_generator(9); la = a(model, (x, y), st)[1]
     st.generator = make_generator(9); lb = b(model, (x, y), st)[1]
     assert float(la['rate']) == float(lb['rate']) and la['rho'] == lb['rho']

@@ -55,8 +55,9 @@ def test_reproduce_fcl_combine_joins_runs_split_by_seed(tmp_path):
     res = json.loads((tmp_path/'all'/'fcl_table1_fashion_mnist.json').read_text())
     assert (res['recipe']['seeds'], res['recipe']['first_seed'], res['seconds']) == (4, 0, 20.0)
     assert sorted({rec['seed'] for rec in res['records']}) == [0, 1, 2, 3]
-    assert abs(res['claim']['bal_un_gain'] - 0.1) < 1e-9 and res['claim']['bal_un_gain_over_2sd']   # sd of the seeds 0.0129
-    assert abs(res['claim']['bal_change']) < 1e-9 and res['claim']['bal_within_one_point']
+    claims = {c['name']: c for c in res['claims']}
+    assert abs(claims['bal_un_gain_over_2sd']['measured'] - 0.1) < 1e-9 and claims['bal_un_gain_over_2sd']['held']   # sd of the seeds 0.0129
+    assert abs(claims['bal_within_one_point']['measured']) < 1e-9 and claims['bal_within_one_point']['held']
     assert (tmp_path/'all'/'fcl_table1_fashion_mnist.png').exists() and (tmp_path/'all'/'fcl_table1_fashion_mnist.csv').exists()
     r = run('reproduce', 'fcl', '--combine', f"{a},{part('c', [1, 2])}", '--out', str(tmp_path/'bad'))   # seed 1 twice
     assert r.returncode == 2 and 'share seeds' in r.stderr

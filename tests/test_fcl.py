@@ -15,7 +15,7 @@ from robust_nb.methods.fcl import (FCL, CLGaussian, XEGaussian, contextual_sensi
                                    fcl_margin_loss, fcl_xe_loss, sensitivity_estimate, utility_mask, utility_perturbation)
 from robust_nb.models import EmbedHead, LeNet
 from robust_nb.synthetic import corner_task, noisy_test_sets, pixel_std
-from robust_nb.train import TrainState
+from robust_nb.train import TrainState, optimizer_backward
 
 
 def tiny_conv(seed=0):
@@ -226,6 +226,34 @@ def test_fcl_drops_negatives_without_utility():
     z_pos = model.embed(x + utility_perturbation(u, 256, 0.5, 'bottom', g))
     want = F.cross_entropy(model(x), y) + 0.001 * fcl_xe_loss(model.embed(x), z_pos, None, 0.1, reduction='sum')
     torch.testing.assert_close(loss, want)
+
+
+def test_fcl_step_as_fit_makes_it():
+    "fit's backward (into the optimiser's parameters only) gives a plain backward's loss and gradients bit for bit, and both are Algorithm 1's."
+    g = make_generator(3)
+    x, y = torch.rand(16, 1, 28, 28, generator=g), torch.randint(0, 15, (16,), generator=g)
+    out = {}
+    for how in ('plain', 'fit'):
+        torch.manual_seed(0)
+        model = LeNet(num_classes=15)
+        loss, logs = FCL(k=64, start_epoch=0, warmup_epochs=0)(model, (x, y), TrainState(generator=make_generator(0)))
+        if how == 'plain': loss.backward()
+        else: optimizer_backward(loss, torch.optim.SGD(model.parameters(), lr=0.1))
+        out[how] = loss.detach(), [p.grad for p in model.parameters()]
+    assert logs['dropped'] == 0
+    assert torch.equal(out['plain'][0], out['fit'][0])
+    assert all(torch.equal(a, b) for a, b in zip(out['plain'][1], out['fit'][1]))
+    # Algorithm 1 written out with separate passes: equal up to float32 rounding (the graphs sum in another order)
+    torch.manual_seed(0)
+    model = LeNet(num_classes=15)
+    u, gen = contextual_utility(model, x, y), make_generator(0)
+    x_pos, x_neg = x + utility_perturbation(u, 64, 0.5, 'bottom', gen), x + utility_perturbation(u, 64, 0.5, 'top', gen)
+    z = model.embed(x)
+    z_pos, z_neg = model.embed(torch.cat([x_pos, x_neg])).chunk(2)
+    want = F.cross_entropy(model.head(z), y) + 0.001 * fcl_xe_loss(z, z_pos, z_neg, 0.1, reduction='sum')
+    want.backward()
+    torch.testing.assert_close(out['fit'][0], want.detach())
+    for got, p in zip(out['fit'][1], model.parameters()): torch.testing.assert_close(got, p.grad)
 
 
 def test_fcl_deterministic_and_trains():

@@ -1,6 +1,7 @@
 """M-TLAT (issue 7): Mixup and TLAT labels, M-TLAT's Algorithm 1, IAT's order, the Table 3 ablations, the perturbation
 benchmark's scores against accuracies recomputed independently, the reproduction's files and bad input."""
 import argparse
+import copy
 import json
 
 import numpy as np
@@ -104,7 +105,7 @@ def test_tlat_labels_and_perturbation(per_sample):
     net = small_net(5)
     x = torch.rand(16, 1, 6, 6) * 0.8 + 0.1
     y = torch.arange(16) % 5
-    p = TLAT(0.05, per_sample=per_sample).make_pairs(net, x, y, make_generator(3), 5)
+    p = TLAT(0.05, per_sample=per_sample, num_classes=5).make_pairs(net, x, y, make_generator(3))
     eps = torch.as_tensor(p['eps']).expand(16) if not per_sample else p['eps']
     assert ((eps >= 0) & (eps <= 0.05)).all()
     if not per_sample: assert torch.as_tensor(p['eps']).ndim == 0
@@ -123,7 +124,7 @@ def test_tlat_labels_and_perturbation(per_sample):
 def test_targets_are_uniform_over_classes():
     net = small_net(4)
     x, y = torch.rand(4000, 1, 6, 6), torch.zeros(4000, dtype=torch.long)
-    t = TLAT(0.02).make_pairs(net, x, y, make_generator(0), 4)['target']
+    t = TLAT(0.02, num_classes=4).make_pairs(net, x, y, make_generator(0))['target']
     counts = torch.bincount(t, minlength=4).double() / 4000
     # seeded; each share is binomial: within 5 standard errors, 5 * sqrt(0.25 * 0.75 / 4000) = 0.034, of 1/4
     assert ((counts - 0.25).abs() < 5 * (0.25 * 0.75 / 4000) ** 0.5).all(), counts
@@ -132,15 +133,15 @@ def test_targets_are_uniform_over_classes():
 def test_ablations_differ_only_in_attack_and_label():
     net = small_net(4)
     x, y = torch.rand(8, 1, 6, 6) * 0.8 + 0.1, torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
-    f = FGSMAT(0.03).make_pairs(net, x, y, make_generator(1), 4)
+    f = FGSMAT(0.03, num_classes=4).make_pairs(net, x, y, make_generator(1))
     e = float(f['eps'])
     assert torch.allclose(f['x_adv'], (x + e * input_grad(net, x, y).sign()).clamp(0, 1), rtol=0, atol=IMAGES)
     assert torch.equal(f['y_adv'], F.one_hot(y, 4).float()) and f['target'] is None
     with torch.no_grad():  # untargeted: the true-class loss rises
         assert F.cross_entropy(net(f['x_adv']), y) > F.cross_entropy(net(x), y)
-    t = TargetFGSMAT(0.03).make_pairs(net, x, y, make_generator(1), 4)
+    t = TargetFGSMAT(0.03, num_classes=4).make_pairs(net, x, y, make_generator(1))
     assert torch.equal(t['y_adv'], F.one_hot(y, 4).float())
-    ls = LabelSmoothingAT(0.03).make_pairs(net, x, y, make_generator(1), 4)
+    ls = LabelSmoothingAT(0.03, num_classes=4).make_pairs(net, x, y, make_generator(1))
     assert torch.allclose(ls['x_adv'], t['x_adv']) and torch.equal(ls['target'], t['target'])  # same draws, same attack
     e = float(ls['eps'])
     assert torch.allclose(ls['y_adv'], (1 - e) * F.one_hot(y, 4) + e / 4, rtol=0, atol=IMAGES)
@@ -150,10 +151,10 @@ def test_ablations_differ_only_in_attack_and_label():
 def test_adversarial_training_loss_is_clean_half_plus_adversarial_half():
     net = small_net(4)
     x, y = torch.rand(10, 1, 6, 6), torch.arange(10) % 4
-    obj = TLAT(0.02)
+    obj = TLAT(0.02, num_classes=4)
     state = TrainState(generator=make_generator(7))
     loss, logs = obj(net, (x, y), state)
-    p = TLAT(0.02).make_pairs(net, x[5:], y[5:], make_generator(7), 4)
+    p = TLAT(0.02, num_classes=4).make_pairs(net, x[5:], y[5:], make_generator(7))
     want = F.cross_entropy(net(x[:5]), y[:5]) + soft_cross_entropy(net(p['x_adv']), p['y_adv'])
     torch.testing.assert_close(loss, want, rtol=LOSSES, atol=0)
 
@@ -163,8 +164,8 @@ def test_adversarial_training_loss_is_clean_half_plus_adversarial_half():
 def test_mtlat_follows_algorithm_1(fm_small):
     model, train, _ = fm_small
     x, y = train[0:64]
-    mt = MTLAT(0.4, 0.025)
-    p = mt.make_pairs(model, x, y, make_generator(11), 10)
+    mt = MTLAT(0.4, 0.025, num_classes=10)
+    p = mt.make_pairs(model, x, y, make_generator(11))
     lam1, lam2, e = float(p['lam1']), float(p['lam2']), float(p['eps'])
     x12, x34 = x[:32], x[32:]
     y12, y34 = F.one_hot(y[:32], 10).float(), F.one_hot(y[32:], 10).float()
@@ -185,9 +186,9 @@ def test_mtlat_follows_algorithm_1(fm_small):
 def test_mtlat_adversarial_half_moves_toward_the_target(fm_small):
     model, train, _ = fm_small
     x, y = train[0:256]
-    mt = MTLAT(0.4, 0.025)
+    mt = MTLAT(0.4, 0.025, num_classes=10)
     mt.uniform = lambda g, n, hi, device: torch.full((n,), 0.02)  # a fixed, non-zero eps
-    p = mt.make_pairs(model, x, y, make_generator(0), 10)
+    p = mt.make_pairs(model, x, y, make_generator(0))
     with torch.no_grad():
         before = F.cross_entropy(model(p['x_mix2']), p['target'], reduction='none')
         after = F.cross_entropy(model(p['x_mtlat']), p['target'], reduction='none')
@@ -201,11 +202,11 @@ def test_mtlat_adversarial_half_moves_toward_the_target(fm_small):
 def test_mtlat_loss_is_loss1_plus_loss2_and_reproducible():
     net = small_net(4)
     x, y = torch.rand(12, 1, 6, 6), torch.arange(12) % 4
-    loss, logs = MTLAT()(net, (x, y), TrainState(generator=make_generator(4)))
-    p = MTLAT().make_pairs(net, x, y, make_generator(4), 4)
+    loss, logs = MTLAT(num_classes=4)(net, (x, y), TrainState(generator=make_generator(4)))
+    p = MTLAT(num_classes=4).make_pairs(net, x, y, make_generator(4))
     want = soft_cross_entropy(net(p['x_mix1']), p['y_mix1']) + soft_cross_entropy(net(p['x_mtlat']), p['y_mtlat'])
     torch.testing.assert_close(loss, want, rtol=LOSSES, atol=0)
-    loss2, _ = MTLAT()(net, (x, y), TrainState(generator=make_generator(4)))
+    loss2, _ = MTLAT(num_classes=4)(net, (x, y), TrainState(generator=make_generator(4)))
     assert torch.equal(loss, loss2)
 
 
@@ -214,7 +215,7 @@ def test_training_is_reproducible_on_cpu():
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        runs.append(fit(LeNet(), data, epochs=1, batch_size=64, objective=MTLAT(), device='cpu', progress=False).train_loss.tolist())
+        runs.append(fit(LeNet(), data, epochs=1, batch_size=64, objective=MTLAT(num_classes=10), device='cpu', progress=False).train_loss.tolist())
     assert runs[0] == runs[1]
 
 
@@ -223,7 +224,7 @@ def test_training_is_reproducible_on_cpu():
 def test_iat_perturbs_then_mixes():
     net = small_net(4)
     x, y = torch.rand(16, 1, 6, 6) * 0.8 + 0.1, torch.arange(16) % 4
-    p = IAT(0.4, 0.03).make_pairs(net, x, y, make_generator(2), 4)
+    p = IAT(0.4, 0.03, num_classes=4).make_pairs(net, x, y, make_generator(2))
     e = float(p['eps'])
     # adversarial examples from the unmixed batch with its true labels (untargeted)...
     assert torch.allclose(p['x_adv'], (x + e * input_grad(net, x, y).sign()).clamp(0, 1), rtol=0, atol=IMAGES)
@@ -240,10 +241,47 @@ def test_iat_perturbs_then_mixes():
     soft_cross_entropy(net(xm), y_mixed, reduction='sum').backward()
     other = (mixed + e * xm.grad.sign()).clamp(0, 1)
     if e > 1e-3: assert not torch.allclose(other, p['x_adv_mix'], rtol=0, atol=IMAGES)
-    loss, logs = IAT(0.4, 0.03)(net, (x, y), TrainState(generator=make_generator(2)))
+    loss, logs = IAT(0.4, 0.03, num_classes=4)(net, (x, y), TrainState(generator=make_generator(2)))
     assert torch.allclose(loss, (logs['loss_clean'] + logs['loss_adv']) / 2)
     want = (soft_cross_entropy(net(p['x_mix']), p['y_mix']) + soft_cross_entropy(net(p['x_adv_mix']), p['y_adv_mix'])) / 2
     torch.testing.assert_close(loss, want, rtol=LOSSES, atol=0)
+
+
+@pytest.mark.parametrize('per_sample', [False, True])
+def test_iat_pgd_is_clipped_fgsm_steps(per_sample):
+    """IAT's PGD, recomputed as a loop of FGSM steps of 2.5 eps / steps, each clipped to [0, 1] and then projected onto
+    the eps-ball: the same images, bit for bit. Clipping to [0, 1] before the projection or only after it gives the same
+    floats wherever eps <= 1/2: a difference to x that is cut to [0, 1] first is 1 - x or -x, exact in float32 for the x
+    that can reach the box's edge within eps (Sterbenz), and rounding is monotone in what is cut by the ball."""
+    net = small_net(4)
+    torch.manual_seed(1)
+    x, y = torch.rand(16, 1, 6, 6), torch.arange(16) % 4
+    x[:, :, :2] = 1.0; x[:, :, -2:] = 0.0      # pixels at the box's edges
+    y1 = F.one_hot(y, 4).float()
+    iat = IAT(0.4, 0.45, steps=5, per_sample=per_sample, num_classes=4)
+    eps = iat.draw_eps(make_generator(3), 16, x.device)
+    e = torch.as_tensor(eps).view(-1, 1, 1, 1) if per_sample else eps
+    xa = x
+    for _ in range(5):
+        xg = xa.clone().requires_grad_(True)
+        soft_cross_entropy(net(xg), y1, reduction='sum').backward()
+        xa = (xa + 2.5 * e / 5 * xg.grad.sign()).clamp(0, 1)
+        xa = (x + (xa - x).clamp(-e, e)).clamp(0, 1)
+    assert torch.equal(iat.attack(net, x, y1, eps), xa)
+
+
+def test_training_time_attacks_see_the_batch_statistics():
+    """In training mode the attacks run the network as it is (BatchNorm on the batch's statistics, running statistics
+    updated once per forward pass, as in the training step) and leave it in training mode."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 4 * 4, 4)).train()
+    x, y = torch.rand(8, 1, 6, 6), torch.arange(8) % 4
+    ref = copy.deepcopy(net)
+    p = TLAT(0.05, num_classes=4).make_pairs(net, x, y, make_generator(0))
+    xg = x.clone().requires_grad_(True)
+    F.cross_entropy(ref(xg), p['target'], reduction='sum').backward()
+    assert torch.equal(p['x_adv'], (x - p['eps'] * xg.grad.sign()).clamp(0, 1))
+    assert net.training and torch.equal(net[1].running_mean, ref[1].running_mean)
 
 
 # ---------------------------------------------------------------- the benchmark
@@ -318,18 +356,19 @@ def test_cli_options():
 
 # ---------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize('make', [lambda: Mixup(0), lambda: Mixup(-0.4), lambda: MTLAT(alpha=0), lambda: IAT(alpha=-1)])
+@pytest.mark.parametrize('make', [lambda: Mixup(0), lambda: Mixup(-0.4), lambda: MTLAT(alpha=0, num_classes=4), lambda: IAT(alpha=-1, num_classes=4)])
 def test_alpha_must_be_positive(make):
     with pytest.raises(ValueError, match='alpha: must be > 0'): make()
 
 
-@pytest.mark.parametrize('make', [lambda: TLAT(-0.01), lambda: MTLAT(eps_max=-1e-3), lambda: IAT(eps_max=-0.1), lambda: FGSMAT(-0.5),
-                                  lambda: TargetFGSMAT(-1), lambda: LabelSmoothingAT(-0.2)])
+@pytest.mark.parametrize('make', [lambda: TLAT(-0.01, num_classes=4), lambda: MTLAT(eps_max=-1e-3, num_classes=4), lambda: IAT(eps_max=-0.1, num_classes=4),
+                                  lambda: FGSMAT(-0.5, num_classes=4), lambda: TargetFGSMAT(-1, num_classes=4),
+                                  lambda: LabelSmoothingAT(-0.2, num_classes=4)])
 def test_eps_max_negative(make):
     with pytest.raises(ValueError, match='eps_max: must be >= 0'): make()
 
 
-@pytest.mark.parametrize('make', [lambda: TLAT(1.01), lambda: MTLAT(eps_max=2.0), lambda: IAT(eps_max=255.0)])
+@pytest.mark.parametrize('make', [lambda: TLAT(1.01, num_classes=4), lambda: MTLAT(eps_max=2.0, num_classes=4), lambda: IAT(eps_max=255.0, num_classes=4)])
 def test_eps_max_beyond_the_image_range(make):
     with pytest.raises(ValueError, match='eps_max: must be <= 1'): make()
 
@@ -337,11 +376,11 @@ def test_eps_max_beyond_the_image_range(make):
 def test_soft_labels_that_do_not_sum_to_one():
     net = small_net(3)
     x, bad = torch.rand(4, 1, 6, 6), torch.tensor([[0.5, 0.5, 0.0], [0.6, 0.6, 0.0], [1., 0, 0], [0, 1., 0]])
-    for call in (lambda: Mixup(0.4)(x, bad), lambda: TLAT()(net, (x, bad)), lambda: MTLAT()(net, (x, bad)),
-                 lambda: IAT()(net, (x, bad)), lambda: check_soft_labels(bad)):
+    for call in (lambda: Mixup(0.4)(x, bad), lambda: TLAT(num_classes=3)(net, (x, bad)), lambda: MTLAT(num_classes=3)(net, (x, bad)),
+                 lambda: IAT(num_classes=3)(net, (x, bad)), lambda: check_soft_labels(bad)):
         with pytest.raises(ValueError, match='y: soft labels must sum to one'): call()
     good = torch.tensor([[0.5, 0.5, 0.0], [0.3, 0.3, 0.4], [1., 0, 0], [0, 1., 0]])
-    assert torch.isfinite(MTLAT()(net, (x, good))[0])
+    assert torch.isfinite(MTLAT(num_classes=3)(net, (x, good))[0])
 
 
 def test_surrogate_with_other_classes(fm_small):
@@ -352,9 +391,9 @@ def test_surrogate_with_other_classes(fm_small):
 
 def test_other_bad_input():
     net = small_net(4)
-    with pytest.raises(ValueError, match='batch: needs at least 2 images'): TLAT()(net, (torch.rand(1, 1, 6, 6), torch.tensor([0])))
-    with pytest.raises(ValueError, match="attack: unknown value"): AdversarialTraining(attack='pgd')
-    with pytest.raises(ValueError, match="labels: 'tlat' needs attack='targeted'"): AdversarialTraining(attack='untargeted', labels='tlat')
+    with pytest.raises(ValueError, match='batch: needs at least 2 images'): TLAT(num_classes=4)(net, (torch.rand(1, 1, 6, 6), torch.tensor([0])))
+    with pytest.raises(ValueError, match="attack: unknown value"): AdversarialTraining(attack='pgd', num_classes=4)
+    with pytest.raises(ValueError, match="labels: 'tlat' needs attack='targeted'"): AdversarialTraining(attack='untargeted', labels='tlat', num_classes=4)
     with pytest.raises(ValueError, match='data: expected an ImageData or a pair'): ex.perturbation_benchmark(net, torch.rand(3, 1, 6, 6))
     with pytest.raises(ValueError, match="methods: unknown value 'magic'"): ex.run_mtlat(ex.MTLATRecipe(methods=('magic',)), log=None)
     with pytest.raises(ValueError, match="dataset: unknown value 'svhn'"): ex.MTLATRecipe(dataset='svhn').model_name()

@@ -5,50 +5,77 @@
 # %% ../../nbs/10_eval.attacks.ipynb #646f8e9c
 from __future__ import annotations
 import math
+from contextlib import nullcontext
 from typing import Callable, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import check_choice, check_float, check_images, check_int, check_model, check_model_input, eval_mode, make_generator, predict_classes
+from ..core import check_choice, check_float, check_int, check_model, check_model_input, eval_mode, make_generator, predict_classes
+from ..train import soft_cross_entropy
 
 # %% auto #0
 __all__ = ['Norm', 'NORMS', 'ATTACKS', 'uniform_ball', 'random_start_noise', 'fgsm', 'pgd', 'least_likely_target', 'pgd_ll',
-           'mi_fgsm', 'cw_l2', 'BoxL2Solver', 'boundary_gradient_attack', 'get_attack']
+           'mi_fgsm', 'cw_l2', 'BoxL2Solver', 'input_jacobian', 'boundary_gradient_attack', 'get_attack']
 
 # %% ../../nbs/10_eval.attacks.ipynb #48cd2dba
 Norm = Literal['linf', 'l2']
 NORMS = ('linf', 'l2')
 
 # %% ../../nbs/10_eval.attacks.ipynb #67f3cf5d
-def _check_eps(eps, name: str = 'eps', allow_inf: bool = False) -> float:
-    "A non-negative budget (`math.inf` allowed for the unbounded attacks)."
-    if allow_inf and isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps == math.inf: return math.inf
-    return check_float(eps, name, min=0)
+def _col(t: Tensor, x: Tensor) -> Tensor:
+    "A per-image tensor `[B]` shaped to broadcast over the batch `x` (a 0-d tensor stays as it is)."
+    return t.view(-1, *([1] * (x.ndim - 1))) if t.ndim else t
 
-def _check_y(y, x: Tensor, name: str = 'y') -> Tensor:
-    "`y` as an integer label vector of length `len(x)` on `x`'s device, with non-negative values."
+def _check_eps_tensor(eps: Tensor, x: Tensor, name: str) -> Tensor:
+    "A budget tensor: one element (for every image) or one per image `[B]`, finite and >= 0, in `x`'s dtype, shaped to broadcast over `x`."
+    if eps.numel() == 1: eps = eps.reshape(())
+    elif eps.shape != (len(x),): raise ValueError(f"{name}: expected a number or one per image [{len(x)}], got shape {tuple(eps.shape)}")
+    eps = eps.to(device=x.device, dtype=x.dtype)
+    if not torch.isfinite(eps).all() or (eps < 0).any():
+        raise ValueError(f"{name}: must be finite and >= 0 for every image, got values in [{eps.min().item():.3g}, {eps.max().item():.3g}]")
+    return _col(eps, x)
+
+def _check_eps(eps, x: Tensor | None = None, name: str = 'eps', allow_inf: bool = False, positive: bool = False) -> float | Tensor:
+    "A budget: a number >= 0 (> 0 where `positive`; `math.inf` for the unbounded attacks) or, given `x`, a tensor, one per image `[B]`, each >= 0 (an image with budget 0 stays put)."
+    if x is not None and isinstance(eps, Tensor): return _check_eps_tensor(eps, x, name)
+    if allow_inf and isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps == math.inf: return math.inf
+    return check_float(eps, name, min=0, min_open=positive)
+
+def _all_zero(eps: float | Tensor) -> bool: return bool((torch.as_tensor(eps) == 0).all())
+
+def _check_probabilities(y: Tensor, x: Tensor, name: str) -> Tensor:
+    "Probability vectors `[len(x), K]`: finite and non-negative."
+    if len(y) != len(x): raise ValueError(f"{name}: expected {len(x)} probability vectors (one per image), got {len(y)}")
+    if not torch.isfinite(y).all() or (y < 0).any(): raise ValueError(f"{name}: probability vectors must be finite and >= 0")
+    return y.to(x.device)
+
+def _check_y(y, x: Tensor, name: str = 'y', soft: bool = False) -> Tensor:
+    "`y` as class indices `[len(x)]` on `x`'s device (an int: the same class for every image); where `soft`, probability vectors `[len(x), K]` too."
     if isinstance(y, int) and not isinstance(y, bool): y = torch.full((len(x),), y, dtype=torch.long)
+    if soft and isinstance(y, Tensor) and y.ndim == 2 and y.is_floating_point(): return _check_probabilities(y, x, name)
     if not isinstance(y, Tensor) or y.ndim != 1 or y.is_floating_point() or y.dtype == torch.bool:
-        raise ValueError(f"{name}: expected a 1-d integer tensor of class indices, got {getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}")
+        raise ValueError(f"{name}: expected a 1-d integer tensor of class indices{' or probability vectors [B, K]' if soft else ''}, got {getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}")
     if len(y) != len(x): raise ValueError(f"{name}: expected {len(x)} labels (one per image), got {len(y)}")
     if y.min() < 0: raise ValueError(f"{name}: labels must be >= 0, got {y.min().item()}")
     return y.to(x.device)
 
-def _check_target(target, y: Tensor, x: Tensor) -> Tensor | None:
+def _check_target(target, y: Tensor | None, x: Tensor, soft: bool = False) -> Tensor | None:
     "`target` (an int or a label tensor) as a tensor, refusing samples whose target is their true label."
     if target is None: return None
-    target = _check_y(target, x, 'target')
+    target = _check_y(target, x, 'target', soft)
+    if y is None or y.ndim == 2 or target.ndim == 2: return target
     same = (target == y).nonzero().flatten()
     if len(same): raise ValueError(f"target: equals the true label y for samples {same[:5].tolist()}; a targeted attack towards the true class is meaningless (drop those samples)")
     return target
 
 def _check_classes(logits: Tensor, **labels):
-    "Raise if any label tensor holds a class the model's logits do not have."
+    "Raise if any label tensor holds a class the model's logits do not have (or probability vectors over another number of classes)."
     k = logits.shape[1]
     for name, t in labels.items():
-        if t is not None and t.max() >= k: raise ValueError(f"{name}: labels must lie in [0, {k - 1}] for this model, got {t.max().item()}")
+        if t is None: continue
+        if t.ndim == 2 and t.shape[1] != k: raise ValueError(f"{name}: probability vectors over {t.shape[1]} classes, but the model outputs {k}")
+        if t.ndim == 1 and t.max() >= k: raise ValueError(f"{name}: labels must lie in [0, {k - 1}] for this model, got {t.max().item()}")
 
 def _prepare(model, x, y, eps, target=None, allow_inf: bool = False):
     "Validated `(x, y, eps, target)`; `x` detached (never written to)."
@@ -56,10 +83,21 @@ def _prepare(model, x, y, eps, target=None, allow_inf: bool = False):
     y = _check_y(y, x)
     return x, y, _check_eps(eps, allow_inf=allow_inf), _check_target(target, y, x)
 
-def _unchanged(model, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+def _prepare_ce(model, x, y, eps, target=None):
+    "`_prepare` for the cross-entropy attacks: probability vectors as labels, `eps` one per image, and `y=None` for a targeted attack."
+    x = check_model_input(check_model(model), x).detach()
+    if y is None and target is None: raise ValueError("y: the true labels are needed for an untargeted attack (y=None only with a target)")
+    y = None if y is None else _check_y(y, x, soft=True)
+    return x, y, _check_eps(eps, x), _check_target(target, y, x, soft=True)
+
+def _unchanged(model, x: Tensor, y: Tensor | None, target: Tensor | None = None) -> Tensor:
     "eps = 0: check the labels against the model and return a copy of `x`."
     with torch.no_grad(): _check_classes(model(x), y=y, target=target)
     return x.clone()
+
+def _attack_mode(model, keep_mode: bool):
+    "Where the attack runs the model: in eval mode (every flag restored afterwards), or as it is with `keep_mode`."
+    return nullcontext() if keep_mode else eval_mode(model)
 
 # %% ../../nbs/10_eval.attacks.ipynb #2c463753
 def _flat_norm(t: Tensor, p: float = 2) -> Tensor:
@@ -102,50 +140,57 @@ def random_start_noise(x: Tensor, eps: float, norm: str = 'linf', generator=None
     return d / _flat_norm(d).clamp_min(1e-12) * r * eps
 
 # %% ../../nbs/10_eval.attacks.ipynb #466ee778
-def _loss_grad(model, x: Tensor, y: Tensor, target: Tensor | None = None, check: bool = False) -> Tensor:
+def _input_leaf(model, x: Tensor) -> tuple[Tensor, Tensor]:
+    "`(xg, logits)`: a copy of `x` that requires grad, and the model's logits at it (called with grad mode on)."
+    xg = x.detach().requires_grad_(True)
+    return xg, model(xg)
+
+def _loss_grad(model, x: Tensor, y: Tensor | None, target: Tensor | None = None, check: bool = False) -> Tensor:
     "Gradient wrt `x` of CE(model(x), y) (untargeted) or of -CE(model(x), target) (targeted), summed over the batch."
     with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        logits = model(x)
+        x, logits = _input_leaf(model, x)
+        if logits.dtype in (torch.float16, torch.bfloat16): logits = logits.float()
         if check: _check_classes(logits, y=y, target=target)
-        loss = F.cross_entropy(logits, y, reduction='sum') if target is None else -F.cross_entropy(logits, target, reduction='sum')
+        loss = soft_cross_entropy(logits, y, 'sum') if target is None else -soft_cross_entropy(logits, target, 'sum')
         return torch.autograd.grad(loss, x)[0]
 
 # %% ../../nbs/10_eval.attacks.ipynb #7bff496a
 def fgsm(model: nn.Module, # classifier returning logits
          x: Tensor, # images [B, C, H, W] in [0, 1]
-         y: Tensor, # true labels [B]
-         eps: float, # budget: size of the single step in `norm`
+         y: Tensor | None, # true labels [B] or probability vectors [B, K]; None for a targeted attack
+         eps: float | Tensor, # budget: size of the single step in `norm`; a number or one per image [B]
          norm: Norm = 'linf', # 'linf' (sign of the gradient) or 'l2' (normalised gradient)
-         target: Tensor | int | None = None, # target class(es) for a targeted attack
+         target: Tensor | int | None = None, # target class(es) or probability vectors for a targeted attack
+         keep_mode: bool = False, # run the model in the mode it is in (a training-time attack) instead of eval mode
         ) -> Tensor:
     "FGSM (Goodfellow et al. 2015), L-inf by default: `x + eps * sign(grad CE)`, clipped to [0, 1]; targeted: descend CE on `target`."
-    x, y, eps, target = _prepare(model, x, y, eps, target)
+    x, y, eps, target = _prepare_ce(model, x, y, eps, target)
     norm = check_choice(norm, 'norm', NORMS)
-    with eval_mode(model):
-        if eps == 0: return _unchanged(model, x, y, target)
+    with _attack_mode(model, keep_mode):
+        if _all_zero(eps): return _unchanged(model, x, y, target)
         g = _loss_grad(model, x, y, target, check=True)
         return (x + eps * _direction(g, norm)).clamp_(0, 1)
 
 # %% ../../nbs/10_eval.attacks.ipynb #5868617c
 def pgd(model: nn.Module, # classifier returning logits
         x: Tensor, # images [B, C, H, W] in [0, 1]
-        y: Tensor, # true labels [B]
-        eps: float, # radius of the ball in `norm`
+        y: Tensor | None, # true labels [B] or probability vectors [B, K]; None for a targeted attack
+        eps: float | Tensor, # radius of the ball in `norm`; a number or one per image [B]
         steps: int = 10, # gradient steps
         norm: Norm = 'linf', # 'linf' or 'l2'
-        step_size: float | None = None, # per-step size; None: 4/3 * eps / steps (CEB)
+        step_size: float | Tensor | None = None, # per-step size (a number or one per image); None: 4/3 * eps / steps (CEB)
         random_start: bool = False, # start from a uniform point of the ball
-        target: Tensor | int | None = None, # target class(es) for a targeted attack
+        target: Tensor | int | None = None, # target class(es) or probability vectors for a targeted attack
         generator: torch.Generator | int | None = None, # randomness of the start
+        keep_mode: bool = False, # run the model in the mode it is in (a training-time attack) instead of eval mode
        ) -> Tensor:
     "PGD (Madry et al. 2018), L-inf or L2, 10 steps of 4/3 eps/steps by default; targeted when `target` is given."
-    x, y, eps, target = _prepare(model, x, y, eps, target)
     steps = check_int(steps, 'steps', min=1)
+    x, y, eps, target = _prepare_ce(model, x, y, eps, target)
     norm = check_choice(norm, 'norm', NORMS)
-    alpha = 4 / 3 * eps / steps if step_size is None else check_float(step_size, 'step_size', min=0, min_open=True)
-    with eval_mode(model):
-        if eps == 0: return _unchanged(model, x, y, target)
+    alpha = 4 / 3 * eps / steps if step_size is None else _check_eps(step_size, x, 'step_size', positive=True)
+    with _attack_mode(model, keep_mode):
+        if _all_zero(eps): return _unchanged(model, x, y, target)
         xa = (x + random_start_noise(x, eps, norm, generator)).clamp_(0, 1) if random_start else x
         for i in range(steps):
             g = _loss_grad(model, xa, y, target, check=i == 0)
@@ -175,20 +220,21 @@ def pgd_ll(model: nn.Module, x: Tensor, y: Tensor, eps: float,
 
 # %% ../../nbs/10_eval.attacks.ipynb #b6b93003
 def mi_fgsm(model: nn.Module, # the model the gradients come from (a surrogate for a transfer attack)
-            x: Tensor, y: Tensor,
-            eps: float, # radius of the ball in `norm`
+            x: Tensor,
+            y: Tensor | None, # true labels [B] or probability vectors [B, K]; None for a targeted attack
+            eps: float | Tensor, # radius of the ball in `norm`; a number or one per image [B]
             steps: int = 10, # iterations (M-TLAT: 10)
             decay: float = 1.0, # momentum mu (Dong et al.: 1.0)
             norm: Norm = 'linf', # 'linf' (sign steps) or 'l2' (normalised steps)
             target: Tensor | int | None = None) -> Tensor:
     "MI-FGSM (Dong et al. 2018), L-inf, 10 steps of eps/steps with momentum 1.0 on L1-normalised gradients."
-    x, y, eps, target = _prepare(model, x, y, eps, target)
+    x, y, eps, target = _prepare_ce(model, x, y, eps, target)
     steps = check_int(steps, 'steps', min=1)
     decay = check_float(decay, 'decay', min=0)
     norm = check_choice(norm, 'norm', NORMS)
     alpha = eps / steps
     with eval_mode(model):
-        if eps == 0: return _unchanged(model, x, y, target)
+        if _all_zero(eps): return _unchanged(model, x, y, target)
         xa, mom = x, torch.zeros_like(x)
         for i in range(steps):
             g = _loss_grad(model, xa, y, target, check=i == 0)
@@ -205,6 +251,51 @@ def _cw_margin(logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
     other = logits.scatter(1, cls[:, None], -math.inf).amax(1)
     return own - other if target is None else other - own
 
+def _cw_eval(model, w: Tensor, x: Tensor, y: Tensor, target: Tensor | None, cc: Tensor, confidence: float, check: bool):
+    "At `w` (tanh space): the image, its L2 distance to `x`, its margin, and the gradient wrt `w` of `|x' - x|^2 + c max(margin, -kappa)`."
+    with torch.enable_grad():
+        w = w.detach().requires_grad_(True)
+        xa = (torch.tanh(w) + 1) / 2
+        logits = model(xa)
+        if check: _check_classes(logits, y=y, target=target)
+        l2 = (xa - x).flatten(1).pow(2).sum(1)
+        margin = _cw_margin(logits, y, target)
+        loss = (l2 + cc * (margin + confidence).clamp_min(0)).sum()
+        g, = torch.autograd.grad(loss, w)
+    return xa.detach(), l2.detach().sqrt(), margin.detach(), g
+
+def _adam_step(w: Tensor, g: Tensor, m: Tensor, v: Tensor, t: int, lr: float) -> tuple[Tensor, Tensor, Tensor]:
+    "One Adam step (beta 0.9, 0.999, epsilon 1e-8) at iteration `t` (from 1): the new `(w, m, v)`."
+    m = 0.9 * m + 0.1 * g
+    v = 0.999 * v + 0.001 * g * g
+    return w.detach() - lr * (m / (1 - 0.9 ** t)) / ((v / (1 - 0.999 ** t)).sqrt() + 1e-8), m, v
+
+class _Closest:
+    "Per image, the closest candidate that reached its goal so far (`best` at distance `l2`; inf while there is none)."
+    def __init__(self, x: Tensor): self.best, self.l2 = x.clone(), torch.full((len(x),), math.inf, device=x.device)
+    def offer(self, xa: Tensor, l2: Tensor, ok: Tensor):
+        better = ok & (l2 < self.l2)
+        self.l2 = torch.where(better, l2, self.l2)
+        self.best = torch.where(_col(better, xa), xa, self.best)
+
+def _cw_run(model, x, y, target, cc, closest: _Closest, steps: int, confidence: float, lr: float, check: bool):
+    "Adam from `x` for one value of `c` per image: `(won, last)`, whether each image ever beat the margin and the last iterate."
+    w, m, v = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6)), torch.zeros_like(x), torch.zeros_like(x)
+    won = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for t in range(1, steps + 1):
+        xa, l2, margin, g = _cw_eval(model, w, x, y, target, cc, confidence, check and t == 1)
+        ok = margin <= -confidence
+        closest.offer(xa, l2, ok)
+        won |= ok
+        w, m, v = _adam_step(w, g, m, v, t, lr)
+    return won, xa
+
+def _bisect_c(cc: Tensor, lo: Tensor, hi: Tensor, won: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    "Carlini and Wagner's search over c: bisect between the largest c that failed and the smallest that won; x10 until one wins."
+    hi = torch.where(won, torch.minimum(hi, cc), hi)
+    lo = torch.where(won, lo, torch.maximum(lo, cc))
+    return torch.where(hi < math.inf, (lo + hi) / 2, cc * 10), lo, hi
+
 def cw_l2(model: nn.Module, x: Tensor, y: Tensor,
           eps: float = math.inf, # L2 budget the result is projected onto (inf: unbounded, as the paper)
           steps: int = 40, # Adam iterations per value of c (M-TLAT: 40)
@@ -218,43 +309,14 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor,
     steps, search_steps = check_int(steps, 'steps', min=1), check_int(search_steps, 'search_steps', min=1)
     confidence = check_float(confidence, 'confidence', min=0)
     c0, lr = check_float(c, 'c', min=0, min_open=True), check_float(lr, 'lr', min=0, min_open=True)
-    if eps == 0:
-        with eval_mode(model): return _unchanged(model, x, y, target)
-    B, view = len(x), (-1,) + (1,) * (x.ndim - 1)
-    w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
-    best_l2 = torch.full((B,), math.inf, device=x.device)
-    best, last = x.clone(), x.clone()
-    lo, hi = torch.zeros(B, device=x.device), torch.full((B,), math.inf, device=x.device)
-    cc = torch.full((B,), c0, device=x.device)
     with eval_mode(model):
+        if eps == 0: return _unchanged(model, x, y, target)
+        closest, last = _Closest(x), x.clone()
+        cc, lo, hi = (torch.full((len(x),), v, device=x.device) for v in (c0, 0., math.inf))
         for s in range(search_steps):
-            w, m, v = w0.clone(), torch.zeros_like(x), torch.zeros_like(x)
-            won = torch.zeros(B, dtype=torch.bool, device=x.device)
-            for t in range(1, steps + 1):
-                with torch.enable_grad():
-                    w.requires_grad_(True)
-                    xa = (torch.tanh(w) + 1) / 2
-                    logits = model(xa)
-                    if s == 0 and t == 1: _check_classes(logits, y=y, target=target)
-                    l2 = (xa - x).flatten(1).pow(2).sum(1)
-                    margin = _cw_margin(logits, y, target)
-                    loss = (l2 + cc * (margin + confidence).clamp_min(0)).sum()
-                    g, = torch.autograd.grad(loss, w)
-                with torch.no_grad():
-                    xa, l2 = xa.detach(), l2.detach().sqrt()
-                    ok = margin.detach() <= -confidence
-                    better = ok & (l2 < best_l2)
-                    best_l2 = torch.where(better, l2, best_l2)
-                    best = torch.where(better.view(view), xa, best)
-                    won |= ok
-                    m = 0.9 * m + 0.1 * g
-                    v = 0.999 * v + 0.001 * g * g
-                    w = w.detach() - lr * (m / (1 - 0.9 ** t)) / ((v / (1 - 0.999 ** t)).sqrt() + 1e-8)
-            last = xa
-            hi = torch.where(won, torch.minimum(hi, cc), hi)
-            lo = torch.where(won, lo, torch.maximum(lo, cc))
-            cc = torch.where(hi < math.inf, (lo + hi) / 2, cc * 10)
-    out = torch.where(torch.isfinite(best_l2).view(view), best, last)
+            won, last = _cw_run(model, x, y, target, cc, closest, steps, confidence, lr, check=s == 0)
+            cc, lo, hi = _bisect_c(cc, lo, hi, won)
+    out = torch.where(_col(torch.isfinite(closest.l2), x), closest.best, last)
     return out if eps == math.inf else (x + _project(out - x, eps, 'l2')).clamp_(0, 1)
 
 # %% ../../nbs/10_eval.attacks.ipynb #37c5554b
@@ -287,14 +349,45 @@ class BoxL2Solver:
         return d, feasible
 
 # %% ../../nbs/10_eval.attacks.ipynb #fa7d2a6a
-def _input_jacobian(model, x: Tensor) -> tuple[Tensor, Tensor]:
-    "Logits [B, K] and their gradients wrt the input, [B, K, m] (one backward pass per class)."
+def input_jacobian(model: nn.Module, # classifier returning logits
+                   x: Tensor, # inputs [B, ...]
+                   create_graph: bool = False, # keep J differentiable (a training regulariser) or not (measuring)
+                  ) -> tuple[Tensor, Tensor]:
+    "`(logits [B, K], J [B, K, m])`: the logits and their gradients wrt the flattened input, one backward pass per class."
     with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        logits = model(xg)
-        K = logits.shape[1]
-        J = torch.stack([torch.autograd.grad(logits[:, k].sum(), xg, retain_graph=k < K - 1)[0].flatten(1) for k in range(K)], 1)
-    return logits.detach(), J
+        xg, logits = _input_leaf(model, x)
+        J = torch.stack([torch.autograd.grad(logits[:, k].sum(), xg, create_graph=create_graph, retain_graph=True)[0].flatten(1)
+                         for k in range(logits.shape[1])], 1)
+    return logits, J
+
+def _bg_rows(logits: Tensor, J: Tensor, y: Tensor, target: Tensor | None):
+    "One row per (image, candidate class k): `(rows, yf, w, c)`, the image, its label, `w = grad(f_k - f_y)` and `c = f_y - f_k`."
+    B, K = logits.shape
+    ks = torch.arange(K, device=y.device).expand(B, K) if target is None else target[:, None]
+    ks = ks[ks != y[:, None]].view(B, -1) if target is None else ks
+    rows = torch.arange(B, device=y.device).repeat_interleave(ks.shape[1])
+    kf, yf = ks.flatten(), y[rows]
+    return rows, yf, J[rows, kf] - J[rows, yf], logits[rows, yf] - logits[rows, kf]
+
+def _bg_scale(model, solver: BoxL2Solver, c: Tensor, xf: Tensor, yf: Tensor, shape, search_steps: int, growth: float, batch_size: int) -> Tensor:
+    "Per row, the smallest scale `s` found at which `x + d(s c)` changes the class (inf where none did): grow by `growth`, then bisect."
+    s, lo, hi = torch.ones_like(c), torch.zeros_like(c), torch.full_like(c, math.inf)
+    for _ in range(search_steps):
+        d, feasible = solver(s * c)
+        adv = predict_classes(model, (xf + d).view(-1, *shape[1:]), batch_size) != yf
+        hi = torch.where(adv, torch.minimum(hi, s), hi)
+        lo = torch.where(adv, lo, torch.maximum(lo, s))
+        stuck = ~adv & ~feasible                       # the box is exhausted and still no class change
+        s = torch.where(hi < math.inf, (lo + hi) / 2, torch.where(stuck, s, s * growth))
+    return hi
+
+def _bg_closest(solver: BoxL2Solver, c: Tensor, hi: Tensor, shape) -> tuple[Tensor, Tensor]:
+    "`(delta, found)`: per image the perturbation to the closest class reached, and whether one was reached."
+    d, _ = solver(torch.where(hi < math.inf, hi, torch.zeros_like(hi)) * c)
+    dist = torch.where(hi < math.inf, d.norm(dim=1), torch.full_like(c, math.inf)).view(shape[0], -1)
+    best = dist.argmin(1)
+    delta = d.view(shape[0], dist.shape[1], -1)[torch.arange(shape[0], device=d.device), best].view(shape)
+    return delta, torch.isfinite(dist.gather(1, best[:, None]).squeeze(1))
 
 def boundary_gradient_attack(model: nn.Module, x: Tensor, y: Tensor,
                              eps: float = math.inf, # L2 budget the result is scaled onto (inf: unbounded)
@@ -307,36 +400,18 @@ def boundary_gradient_attack(model: nn.Module, x: Tensor, y: Tensor,
     x, y, eps, target = _prepare(model, x, y, eps, target, allow_inf=True)
     search_steps = check_int(search_steps, 'search_steps', min=1)
     growth = check_float(growth, 'growth', min=1, min_open=True)
-    B, shape, view = len(x), x.shape, (-1,) + (1,) * (x.ndim - 1)
     with eval_mode(model):
         if eps == 0: return _unchanged(model, x, y, target)
-        logits, J = _input_jacobian(model, x)
+        logits, J = input_jacobian(model, x)
+        logits = logits.detach()
         _check_classes(logits, y=y, target=target)
-        K = logits.shape[1]
-        ks = (torch.arange(K, device=x.device).expand(B, K) if target is None else target[:, None])
-        ks = ks[ks != y[:, None]].view(B, -1) if target is None else ks
-        nk = ks.shape[1]
-        rows = torch.arange(B, device=x.device).repeat_interleave(nk)   # sample of every (sample, class) row
-        kf, yf = ks.flatten(), y[rows]
-        w = J[rows, kf] - J[rows, yf]
-        c = logits[rows, yf] - logits[rows, kf]
+        rows, yf, w, c = _bg_rows(logits, J, y, target)
         xf = x.flatten(1)[rows]
         solver = BoxL2Solver(w, -xf, 1 - xf)
-        s, lo, hi = torch.ones_like(c), torch.zeros_like(c), torch.full_like(c, math.inf)
-        for _ in range(search_steps):
-            d, feasible = solver(s * c)
-            adv = predict_classes(model, (xf + d).view(-1, *shape[1:]), batch_size) != yf
-            hi = torch.where(adv, torch.minimum(hi, s), hi)
-            lo = torch.where(adv, lo, torch.maximum(lo, s))
-            stuck = ~adv & ~feasible                       # the box is exhausted and still no class change
-            s = torch.where(hi < math.inf, (lo + hi) / 2, torch.where(stuck, s, s * growth))
-        d, _ = solver(torch.where(hi < math.inf, hi, torch.zeros_like(hi)) * c)
-        dist = torch.where(hi < math.inf, d.norm(dim=1), torch.full_like(c, math.inf)).view(B, nk)
-        best = dist.argmin(1)
-        delta = d.view(B, nk, -1)[torch.arange(B, device=x.device), best].view(shape)
-        found = torch.isfinite(dist.gather(1, best[:, None]).squeeze(1))
-        already = logits.argmax(1) != y
-        delta = torch.where((found & ~already).view(view), delta, torch.zeros_like(delta))
+        hi = _bg_scale(model, solver, c, xf, yf, x.shape, search_steps, growth, batch_size)
+        delta, found = _bg_closest(solver, c, hi, x.shape)
+        keep = found & (logits.argmax(1) == y)         # an image the model already gets wrong stays as it is
+        delta = torch.where(_col(keep, x), delta, torch.zeros_like(delta))
         if eps < math.inf: delta = _project(delta, eps, 'l2')
         return (x + delta).clamp_(0, 1)
 

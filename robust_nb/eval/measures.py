@@ -11,9 +11,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..core import check_choice, check_float, check_images, check_int, check_model, check_model_input, make_generator, model_device
-from ..data import check_data
-from .attacks import ATTACKS, NORMS, Norm, boundary_gradient_attack, eval_mode, fgsm, get_attack, pgd, predict_classes, uniform_ball
+from ..core import (ShowFields, check_choice, check_float, check_images, check_int, check_model, check_model_input, eval_mode,
+                            make_generator, model_device, predict_classes)
+from ..data import ImageData, as_tensors, check_data
+from .attacks import ATTACKS, NORMS, Norm, boundary_gradient_attack, fgsm, get_attack, pgd, uniform_ball
 from .corruptions import CORRUPTIONS, check_severity, corrupt
 
 # %% auto #0
@@ -25,25 +26,19 @@ __all__ = ['H_FUNCTIONS', 'accuracy', 'robust_accuracy', 'relative_robustness', 
 
 # %% ../../nbs/12_eval.measures.ipynb #22050a55
 def _batches(data, batch_size: int, device) -> Iterator[tuple[Tensor, Tensor]]:
-    "Float batches `(x, y)` of an `ImageData` or of a pair of tensors, on `device`."
+    "Float batches `(x, y)` of an `ImageData` (converted batch by batch) or of a pair of tensors, on `device`."
     batch_size = check_int(batch_size, 'batch_size', min=1)
-    if isinstance(data, (tuple, list)):
-        if len(data) != 2: raise ValueError(f"data: expected an ImageData or a pair (x, y), got a sequence of {len(data)}")
-        x, y = data
+    if isinstance(data, ImageData): batches = data.batches(batch_size)
+    else:
+        x, y = as_tensors(data)
         check_images(x, 'data')
         if not isinstance(y, Tensor) or len(y) != len(x): raise ValueError("data: expected labels y with one entry per image")
-        for i in range(0, len(x), batch_size): yield x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-    elif hasattr(data, 'batches'):
-        for x, y in data.batches(batch_size): yield x.to(device), y.to(device)
-    else: raise ValueError(f"data: expected an ImageData or a pair (x, y), got {type(data).__name__}")
+        batches = ((x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size))
+    for xb, yb in batches: yield xb.to(device), yb.to(device)
 
 def _tensors(data, points: int | None = None) -> tuple[Tensor, Tensor | None]:
     "The first `points` images (and labels, if any) of an ImageData, a pair `(x, y)` or an image tensor."
-    if isinstance(data, Tensor): x, y = data, None
-    elif isinstance(data, (tuple, list)) and len(data) == 2: x, y = data
-    elif hasattr(data, 'batches'): x, y = data[:points if points is not None else len(data)]
-    else: raise ValueError(f"data: expected an ImageData, a pair (x, y) or an image tensor, got {type(data).__name__}")
-    if points is not None: x, y = x[:points], (y[:points] if y is not None else None)
+    x, y = as_tensors(data, points, labels=False)
     return check_images(x, 'data'), y
 
 # %% ../../nbs/12_eval.measures.ipynb #e28eb174
@@ -223,12 +218,11 @@ def margin_area(distance: Tensor, max_eps: float,
     return area / max_eps if normalize else area
 
 # %% ../../nbs/12_eval.measures.ipynb #b37d656c
-class Kernel:
-    "A transition kernel Q(.|x) on images: `sample(x, n, generator)` draws `n` perturbed copies of every image."
+class Kernel(ShowFields):
+    "A transition kernel Q(.|x) on images: `sample(x, n, generator)` draws `n` perturbed copies of every image; shown as `Name(field=value, ...)`."
     def sample(self, x: Tensor, n: int, generator: torch.Generator | int | None = None) -> Tensor:
         "`n` draws from Q(.|x) for each image: a tensor [n, B, C, H, W]."
         raise NotImplementedError
-    def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items() if not k.startswith('_'))})"
 
 def _gen(generator, device) -> torch.Generator:
     "A generator for draws on `device` (a passed generator is used where it lives)."

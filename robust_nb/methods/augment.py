@@ -10,21 +10,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import check_float, check_int, make_generator, rand_on, randn_on
+from ..core import Seeded, check_float, check_int, rand_on, randn_on
 
 # %% auto #0
 __all__ = ['BatchTransform', 'GaussianNoise', 'PatchGaussian', 'check_soft_labels', 'one_hot', 'mixup', 'sample_beta', 'Mixup',
            'Compose']
 
 # %% ../../nbs/20_methods.augment.ipynb #395a7f6c
-class BatchTransform:
-    "Base class: `__call__(x, y, state)` returns the transformed `(x, y)`; randomness from `state.generator`."
-    def __init__(self, seed: int | None = 0): self._own = make_generator(seed)
-    def generator(self, state=None) -> torch.Generator:
-        "The generator to draw from: `state.generator` inside `fit`, else the transform's own."
-        g = getattr(state, 'generator', None)
-        return g if g is not None else self._own
-    def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in vars(self).items() if not k.startswith('_'))})"
+class BatchTransform(Seeded):
+    "Base class: `__call__(x, y, state)` returns the transformed `(x, y)`, drawing from `self.generator(state)` (`state.generator` inside `fit`, else its own, seeded with `seed`)."
 
 def _check_batch(x, name: str = 'x') -> torch.Tensor:
     "`x` if it is a float image batch `[B, C, H, W]` (the scale these transforms work in), else a `ValueError`."

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..core import check_embed_head, check_float, check_int, check_labels, make_generator, model_device
-from ..train import CrossEntropy, TrainState
+from ..core import ShowFields, check_embed_head, check_float, check_int, check_labels, eval_mode, make_generator, model_device
+from ..train import CrossEntropy, Objective, TrainState
 
 # %% auto #0
 __all__ = ['GaussianMixture', 'StochasticHead', 'RhoSchedule', 'ConstantRho', 'StepAnneal', 'JumpStart', 'as_schedule',
@@ -99,13 +99,14 @@ class StochasticHead(nn.Module):
         return f, eps
 
 # %% ../../nbs/22_methods.ceb.ipynb #d072b44c
-class RhoSchedule:
+class RhoSchedule(ShowFields):
     "rho as a function of the training state."
     def __call__(self, state: TrainState | None) -> float: raise NotImplementedError
     def observe(self, acc: float, state: TrainState | None): "Training accuracy of the last batch (jump-start listens)."
-    def state_dict(self) -> dict: return {}
-    def load_state_dict(self, sd: dict): pass
-    def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in vars(self).items())})"
+    def checkpoint_state(self) -> dict:
+        "What a resumed run needs of the schedule's memory (none by default)."
+        return {}
+    def load_checkpoint_state(self, state: dict): "Restore what `checkpoint_state` returned."
 
 class ConstantRho(RhoSchedule):
     "rho fixed throughout."
@@ -144,8 +145,8 @@ class JumpStart(RhoSchedule):
         self.acc = acc if self.acc is None else self.smoothing * self.acc + (1 - self.smoothing) * acc
         if self.began is None and state.epoch_progress >= self.first_epochs and self.acc > self.threshold:
             self.began = state.epoch_progress
-    def state_dict(self): return {'acc': self.acc, 'began': self.began}
-    def load_state_dict(self, sd): self.acc, self.began = sd['acc'], sd['began']
+    def checkpoint_state(self): return {'acc': self.acc, 'began': self.began}
+    def load_checkpoint_state(self, state): self.acc, self.began = state['acc'], state['began']
 
 def as_schedule(rho) -> RhoSchedule:
     "A `RhoSchedule` from a schedule or a number (constant)."
@@ -237,12 +238,12 @@ class RateEstimator(nn.Module):
                 self.optimizer.step()
         return {'rate': (log_e - log_m.detach()).mean(), 'residual': (log_e - log_b.detach()).mean()}
 
-    def state_dict(self, *args, **kw):
-        if args or kw: return super().state_dict(*args, **kw)
-        return {'modules': super().state_dict(), 'optimizer': self.optimizer.state_dict()}
-    def load_state_dict(self, sd, strict: bool = True):
-        if 'modules' not in sd: return super().load_state_dict(sd, strict)
-        super().load_state_dict(sd['modules'], strict); self.optimizer.load_state_dict(sd['optimizer'])
+    def checkpoint_state(self) -> dict:
+        "The densities and their optimiser, for a resumed run."
+        return {'modules': self.state_dict(), 'optimizer': self.optimizer.state_dict()}
+    def load_checkpoint_state(self, state: dict):
+        "Restore what `checkpoint_state` returned."
+        self.load_state_dict(state['modules']); self.optimizer.load_state_dict(state['optimizer'])
 
 # %% ../../nbs/22_methods.ceb.ipynb #aee4d3cc
 def _check_model(model, need_marginal: bool = False) -> StochasticHead:
@@ -253,20 +254,30 @@ def _check_model(model, need_marginal: bool = False) -> StochasticHead:
         raise ValueError("model: VIB needs a learned marginal m(z); build it as StochasticHead(model, d, marginal=K)")
     return model
 
-class _Bottleneck(nn.Module):
+class _Bottleneck(Objective, nn.Module):
+    "Cross-entropy on one draw `z = f(x) + eps` plus a weighted bottleneck term (`bottleneck`); rho from a schedule, rate and residual from an estimator."
+    needs_marginal = False # whether the model must carry a learned marginal m(z)
     def __init__(self, rho, rate: RateEstimator | None = None):
         super().__init__()
         self.schedule, self.rate = as_schedule(rho), rate
 
-    def _common(self, model, batch, state):
+    def bottleneck(self, model: StochasticHead, y, f, eps, z, rho: float) -> tuple[float, torch.Tensor]:
+        "The weight of the bottleneck term at `rho` and the term per sample."
+        raise NotImplementedError
+
+    def loss(self, model, batch, state=None):
         x, y = batch
+        model = _check_model(model, self.needs_marginal)
         check_labels(y, model.num_classes, 'y', n=len(x))
         f, eps = model.sample(x, state.generator if state is not None else None)
         z = f + eps
         logits = model.head(z)
-        return x, y, f, eps, z, logits, float(self.schedule(state))
+        rho = float(self.schedule(state))
+        weight, kl = self.bottleneck(model, y, f, eps, z, rho)
+        loss = F.cross_entropy(logits.float(), y) + weight * kl.mean()
+        return loss, self._logs(model, y, f, z, logits, rho, kl, state)
 
-    def _logs(self, model, y, f, eps, z, logits, rho, kl, state) -> dict:
+    def _logs(self, model, y, f, z, logits, rho, kl, state) -> dict:
         ce = F.cross_entropy(logits.float(), y).detach()
         acc = (logits.argmax(-1) == y).float().mean().detach()
         self.schedule.observe(float(acc), state)
@@ -275,37 +286,29 @@ class _Bottleneck(nn.Module):
             logs.update(self.rate.update(z, gaussian_log_prob(z.detach().float(), f.detach().float()), y))
         return logs
 
-    def state_dict(self, *args, **kw):
-        if args or kw: return super().state_dict(*args, **kw)
-        return {'rate': self.rate.state_dict() if self.rate is not None else {}, 'schedule': self.schedule.state_dict()}
-    def load_state_dict(self, sd, strict: bool = True):
-        if self.rate is not None: self.rate.load_state_dict(sd['rate'])
-        self.schedule.load_state_dict(sd['schedule'])
+    def checkpoint_state(self) -> dict:
+        "The rate estimator's densities and optimiser, and the schedule's memory."
+        return {'rate': self.rate.checkpoint_state() if self.rate is not None else {}, 'schedule': self.schedule.checkpoint_state()}
+    def load_checkpoint_state(self, state: dict):
+        if self.rate is not None: self.rate.load_checkpoint_state(state['rate'])
+        self.schedule.load_checkpoint_state(state['schedule'])
 
 class CEB(_Bottleneck):
     "CEB objective (Eq. 8): cross-entropy on `z = f(x) + eps` plus `e^-rho (f - mu_y).(f - mu_y + 2 eps) / 2`."
-    def forward(self, model, batch, state=None):
-        model = _check_model(model)
-        x, y, f, eps, z, logits, rho = self._common(model, batch, state)
-        mu = model.mu(y)
-        kl = ceb_log_ratio(f.float(), eps.float(), mu.float())
-        loss = F.cross_entropy(logits.float(), y) + math.exp(-rho) * kl.mean()
-        return loss, self._logs(model, y, f, eps, z, logits, rho, kl, state)
+    def bottleneck(self, model, y, f, eps, z, rho):
+        return math.exp(-rho), ceb_log_ratio(f.float(), eps.float(), model.mu(y).float())
 
 class VIB(_Bottleneck):
     "VIB objective (Eq. 7): cross-entropy on `z` plus `sigma(-rho) (log e(z|x) - log m(z))`, `m` the model's learned marginal."
-    def forward(self, model, batch, state=None):
-        model = _check_model(model, need_marginal=True)
-        x, y, f, eps, z, logits, rho = self._common(model, batch, state)
-        kl = gaussian_log_prob(z.float(), f.float()) - model.marginal.log_prob(z.float())
-        loss = F.cross_entropy(logits.float(), y) + sigmoid_neg(rho) * kl.mean()
-        return loss, self._logs(model, y, f, eps, z, logits, rho, kl, state)
+    needs_marginal = True
+    def bottleneck(self, model, y, f, eps, z, rho):
+        return sigmoid_neg(rho), gaussian_log_prob(z.float(), f.float()) - model.marginal.log_prob(z.float())
 
 class Deterministic(CrossEntropy):
     "The deterministic baseline: plain cross-entropy on the mean encoding `head(f(x))`, no noise, no bottleneck."
-    def __call__(self, model, batch, state=None):
+    def loss(self, model, batch, state=None):
         check_labels(batch[1], _check_model(model).num_classes, 'y', n=len(batch[0]))
-        return super().__call__(model, batch, state)
+        return super().loss(model, batch, state)
 
 # %% ../../nbs/22_methods.ceb.ipynb #96cdfb5f
 @torch.no_grad()
@@ -314,9 +317,7 @@ def encodings(model: StochasticHead, data, batch_size: int = 1024) -> tuple[torc
     _check_model(model)
     dev = model_device(model)
     x, y = (data if isinstance(data, (tuple, list)) else data.tensors())
-    was = model.training; model.eval()
-    try: f = torch.cat([model.embed(x[i:i + batch_size].to(dev)).float() for i in range(0, len(x), batch_size)])
-    finally: model.train(was)
+    with eval_mode(model): f = torch.cat([model.embed(x[i:i + batch_size].to(dev)).float() for i in range(0, len(x), batch_size)])
     return f, y.to(dev)
 
 def information(model: StochasticHead, data, # ImageData or (x, y): the training set for a training rate

@@ -5,6 +5,7 @@
 # %% ../../nbs/24_methods.cotrain.ipynb #c46b15a8
 from __future__ import annotations
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -12,10 +13,11 @@ import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 
-from ..core import check_float, check_int, derive_seed, make_generator, model_device
+from ..core import check_float, check_int, derive_seed, eval_mode, make_generator, model_device
 from ..data import ImageData
-from ..train import Schedule, hard_labels
+from ..train import Objective, Schedule, hard_labels, soft_cross_entropy, widen_half
 
 # %% auto #0
 __all__ = ['generator_loss', 'robustness_regularizer', 'classifier_loss', 'CoTraining', 'cross_lipschitz', 'CrossLipschitz',
@@ -27,10 +29,6 @@ def _check_pair(x: torch.Tensor, gx: torch.Tensor):
         raise ValueError(f"x: expected a float batch [B, ...], got {getattr(x, 'dtype', type(x).__name__)} of shape {tuple(getattr(x, 'shape', ()))}")
     if not isinstance(gx, torch.Tensor) or gx.shape != x.shape:
         raise ValueError(f"gx: the generator's output must have the input's shape {tuple(x.shape)}, got {tuple(getattr(gx, 'shape', ()))}")
-
-def _wide(t: torch.Tensor) -> torch.Tensor:
-    "`t` in at least float32 (half-precision logits under autocast are widened; float64 stays)."
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 def _sq_dist(x: torch.Tensor, gx: torch.Tensor) -> torch.Tensor:
     "Squared L2 distance per example."
@@ -45,7 +43,7 @@ def generator_loss(model: nn.Module, # the classifier f (logits)
     _check_pair(x, gx)
     if labels is None:
         with torch.no_grad(): labels = model(x).argmax(1)
-    p = F.softmax(_wide(model(gx)), 1)
+    p = F.softmax(widen_half(model(gx)), 1)
     p_i = p.gather(1, labels[:, None]).squeeze(1)
     p_j = p.masked_fill(F.one_hot(labels, p.shape[1]).bool(), -math.inf).amax(1)
     return 0.5 * _sq_dist(x, gx) + (p_i - p_j).clamp_min(0)
@@ -57,8 +55,8 @@ def robustness_regularizer(logits_x: torch.Tensor, # f's logits at x [B, K]
                           ) -> torch.Tensor:
     "Eq. 10's penalty per example: `CE(softmax f(x), softmax f(g(x))) / (1 + ||x - g(x)||^2)`."
     _check_pair(x, gx)
-    target = F.softmax(_wide(logits_x.detach()), 1)
-    ce = -(target * F.log_softmax(_wide(logits_gx), 1)).sum(1)
+    target = F.softmax(widen_half(logits_x.detach()), 1)
+    ce = -(target * F.log_softmax(widen_half(logits_gx), 1)).sum(1)
     return ce / (1 + _sq_dist(x, gx.detach()))
 
 def classifier_loss(model: nn.Module, # the classifier f
@@ -71,13 +69,13 @@ def classifier_loss(model: nn.Module, # the classifier f
     _check_pair(x, gx)
     logits = model(torch.cat([x, gx.detach()]))
     lx, lg = logits[:len(x)], logits[len(x):]
-    nll = F.cross_entropy(_wide(lx), y) if y.ndim == 1 else -(y * F.log_softmax(_wide(lx), 1)).sum(1).mean()
+    nll = soft_cross_entropy(widen_half(lx), y)
     reg = robustness_regularizer(lx, lg, x, gx).mean()
     return nll + lam * reg, {'nll': nll.detach(), 'reg': reg.detach(), 'acc': (lx.argmax(1) == hard_labels(y)).float().mean(),
                              'g_dist': _sq_dist(x, gx).sqrt().mean().detach(), 'g_fooled': (lg.argmax(1) != lx.argmax(1)).float().mean()}
 
 # %% ../../nbs/24_methods.cotrain.ipynb #6b872166
-class CoTraining(nn.Module):
+class CoTraining(Objective, nn.Module):
     "Tibo et al.'s Algorithm 1 as a `fit` objective: L_f (Eq. 10) for f, with alternating updates of the generator g on L_g (Eq. 9)."
     def __init__(self, generator: nn.Module, # g: images -> images of the same shape, e.g. `robust_nb.models.TiboGenerator`
                  data: ImageData, # the training data; g draws its own shuffled mini-batches from it
@@ -99,20 +97,20 @@ class CoTraining(nn.Module):
         self.passes, self.position, self.pending, self.g_steps = 0, 0, False, 0   # passes begun by g, batches served in the current one; a g update owed; g updates made
         self._it, self._last, self._skip = None, {}, 0
 
+    __repr__ = nn.Module.__repr__  # the generator's layers, not every field (the data, the optimiser)
+
     def _check_generator(self):
         "g must map images to images of the same shape."
         x = self.data[0:min(2, len(self.data))][0]
-        was = self.generator.training
-        self.generator.eval()
         try:
-            with torch.no_grad(): gx = self.generator(x.to(model_device(self.generator)))
+            with eval_mode(self.generator), torch.no_grad(): gx = self.generator(x.to(model_device(self.generator)))
         except RuntimeError as e: raise ValueError(f"generator: fails on the data's images of shape {tuple(x.shape[1:])} ({e})") from e
-        finally: self.generator.train(was)
         if tuple(gx.shape) != tuple(x.shape):
             raise ValueError(f"generator: its output shape {tuple(gx.shape[1:])} differs from its input shape {tuple(x.shape[1:])}")
 
 # %% ../../nbs/24_methods.cotrain.ipynb #1f7c05d8
-def _generator_batch(self: CoTraining, device) -> torch.Tensor:
+@patch
+def generator_batch(self: CoTraining, device) -> torch.Tensor:
     "The next mini-batch of g's own shuffle (a new shuffle after each pass over the data)."
     for _ in range(2):
         if self._it is not None:
@@ -128,37 +126,39 @@ def _generator_batch(self: CoTraining, device) -> torch.Tensor:
         self._skip = 0
     raise RuntimeError("data: no batch for the generator")
 
-def _generator_step(self: CoTraining, model: nn.Module, x: torch.Tensor, epoch: float | None = None) -> dict:
+@contextmanager
+def _frozen(model: nn.Module):
+    "Run the block with `model`'s parameters not requiring gradients; each one's flag restored afterwards."
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags: p.requires_grad_(False)
+        yield model
+    finally:
+        for p, r in flags: p.requires_grad_(r)
+
+@patch
+def generator_step(self: CoTraining, model: nn.Module, x: torch.Tensor, epoch: float | None = None) -> dict:
     "One update of g on the images `x` against the current f (eval mode, parameters frozen: f is left untouched)."
     if self.schedule is not None and epoch is not None:
         for g, base in zip(self.optimizer.param_groups, self.base_lrs): g['lr'] = base * self.schedule(epoch)
-    was, frozen = model.training, [p.requires_grad for p in model.parameters()]
-    model.eval()
-    for p in model.parameters(): p.requires_grad_(False)
     self.generator.train()
-    try:
-        with torch.enable_grad():
-            gx = self.generator(x)
-            _check_pair(x, gx)
-            lg = generator_loss(model, x, gx).mean()
-            self.optimizer.zero_grad(set_to_none=True)
-            lg.backward()
-        self.optimizer.step()
-    finally:
-        model.train(was)
-        for p, r in zip(model.parameters(), frozen): p.requires_grad_(r)
+    with eval_mode(model), _frozen(model), torch.enable_grad():
+        gx = self.generator(x)
+        _check_pair(x, gx)
+        lg = generator_loss(model, x, gx).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        lg.backward()
+    self.optimizer.step()
     self.g_steps += 1
     return {'g_loss': lg.detach()}
 
-def _generate(self: CoTraining, x: torch.Tensor) -> torch.Tensor:
+@patch
+def generate(self: CoTraining, x: torch.Tensor) -> torch.Tensor:
     "g(x) with g in eval mode and no gradients (g is left untouched)."
-    was = self.generator.training
-    self.generator.eval()
-    try:
-        with torch.no_grad(): return self.generator(x)
-    finally: self.generator.train(was)
+    with eval_mode(self.generator), torch.no_grad(): return self.generator(x)
 
-def _cotrain_call(self: CoTraining, model: nn.Module, batch, state=None):
+@patch
+def loss(self: CoTraining, model: nn.Module, batch, state=None):
     "The g update owed from the last step, then f's loss L_f on `batch` with g(x) from the updated g."
     x, y = batch
     if self.pending:
@@ -169,23 +169,21 @@ def _cotrain_call(self: CoTraining, model: nn.Module, batch, state=None):
     self.pending = True
     return loss, {**logs, **self._last}
 
-CoTraining.generator_batch, CoTraining.generator_step, CoTraining.generate, CoTraining.__call__ = _generator_batch, _generator_step, _generate, _cotrain_call
-
 # %% ../../nbs/24_methods.cotrain.ipynb #e8e59656
-def _cotrain_state_dict(self: CoTraining, *args, **kw):
-    if args or kw: return nn.Module.state_dict(self, *args, **kw)
+@patch
+def checkpoint_state(self: CoTraining) -> dict:
+    "g, g's optimiser, where g's shuffle stands and whether a g update is owed."
     return {'generator': self.generator.state_dict(), 'optimizer': self.optimizer.state_dict(),
             'passes': self.passes, 'position': self.position, 'pending': self.pending, 'g_steps': self.g_steps}
 
-def _cotrain_load_state_dict(self: CoTraining, sd: dict, strict: bool = True):
-    if 'generator' not in sd or 'optimizer' not in sd: return nn.Module.load_state_dict(self, sd, strict)
-    self.generator.load_state_dict(sd['generator'], strict)
-    self.optimizer.load_state_dict(sd['optimizer'])
-    self.passes, self.position, self.pending, self.g_steps = int(sd['passes']), int(sd['position']), bool(sd['pending']), int(sd['g_steps'])
+@patch
+def load_checkpoint_state(self: CoTraining, state: dict):
+    "Restore what `checkpoint_state` returned; the interrupted pass of g's shuffle is redrawn and what it had served skipped."
+    self.generator.load_state_dict(state['generator'])
+    self.optimizer.load_state_dict(state['optimizer'])
+    self.passes, self.position, self.pending, self.g_steps = int(state['passes']), int(state['position']), bool(state['pending']), int(state['g_steps'])
     self._it = None
-    if self.passes > 0: self.passes, self._skip = self.passes - 1, self.position   # redraw the interrupted pass and skip what was served
-
-CoTraining.state_dict, CoTraining.load_state_dict = _cotrain_state_dict, _cotrain_load_state_dict
+    if self.passes > 0: self.passes, self._skip = self.passes - 1, self.position
 
 # %% ../../nbs/24_methods.cotrain.ipynb #9f643321
 def cross_lipschitz(model: nn.Module, # a classifier returning logits
@@ -203,23 +201,20 @@ def cross_lipschitz(model: nn.Module, # a classifier returning logits
         pairs = 2 * K * G.pow(2).sum((1, 2)) - 2 * G.sum(1).pow(2).sum(1)    # sum over all (l, m) of ||G_l - G_m||^2
     return logits, pairs.sum() / (len(x) * K * K)
 
-class CrossLipschitz:
+class CrossLipschitz(Objective):
     "Hein and Andriushchenko's objective: cross-entropy + `lam` * cross-Lipschitz regulariser (f in eval mode, on the first `points` examples of a batch)."
     def __init__(self, lam: float = 0.1, # weight of the regulariser
                  points: int | None = None): # examples per batch the regulariser is computed on (None: all)
         self.lam = check_float(lam, 'lam', min=0)
         self.points = None if points is None else check_int(points, 'points', min=1)
-    def __call__(self, model, batch, state=None):
+    def loss(self, model, batch, state=None):
         x, y = batch
         m = len(x) if self.points is None else min(self.points, len(x))
         logits = model(x)
         if self.lam == 0: reg = torch.zeros((), device=x.device)
         else:
-            was = model.training
-            model.eval()                      # per-example gradients: no batch statistics (see above)
-            try: _, reg = cross_lipschitz(model, x[:m])
-            finally: model.train(was)
-        nll = F.cross_entropy(_wide(logits), y) if y.ndim == 1 else -(y * F.log_softmax(_wide(logits), 1)).sum(1).mean()
+            with eval_mode(model): _, reg = cross_lipschitz(model, x[:m])   # per-example gradients: no batch statistics (see above)
+        nll = soft_cross_entropy(widen_half(logits), y)
         return nll + self.lam * reg, {'nll': nll.detach(), 'reg': reg.detach(), 'acc': (logits.argmax(1) == hard_labels(y)).float().mean()}
 
 # %% ../../nbs/24_methods.cotrain.ipynb #b840a497

@@ -11,8 +11,8 @@ from torch import nn
 import torch.nn.functional as F
 from torch.func import jacrev, vmap
 
-from ..core import check_choice, check_embed_head, check_float, check_int, check_model, make_generator
-from ..train import hard_labels, soft_cross_entropy
+from ..core import Seeded, check_choice, check_embed_head, check_float, check_int, check_model, make_generator
+from ..train import Objective, hard_labels, soft_cross_entropy, widen_half
 
 # %% auto #0
 __all__ = ['Which', 'contextual_utility', 'contextual_sensitivity', 'sensitivity_estimate', 'utility_mask',
@@ -36,10 +36,6 @@ def _check_classes(logits: torch.Tensor, y: torch.Tensor):
     if len(y) and (y.min() < 0 or y.max() >= k):
         raise ValueError(f"y: labels must lie in [0, {k - 1}] (the model predicts {k} classes), got [{y.min().item()}, {y.max().item()}]")
 
-def _wide(t: torch.Tensor) -> torch.Tensor:
-    "`t` in at least float32 (half-precision logits under autocast are widened)."
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
 def contextual_utility(model: nn.Module, # any classifier returning logits
                        x: torch.Tensor, # inputs [B, ...]
                        y: torch.Tensor, # class indices [B]
@@ -48,7 +44,7 @@ def contextual_utility(model: nn.Module, # any classifier returning logits
     check_model(model); _check_batch(x, y, model)
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        logits = _wide(model(xg))
+        logits = widen_half(model(xg))
         _check_classes(logits, y)
         nll = F.cross_entropy(logits, y, reduction='sum')  # sum: each sample's own gradient, unscaled
         (g,) = torch.autograd.grad(nll, xg)
@@ -82,9 +78,9 @@ def sensitivity_estimate(model: nn.Module, # a classifier with `embed(x)` (phi)
                          squared: bool = True, # True: unbiased estimate of the squared sensitivity; False: its square root (biased low)
                         ) -> torch.Tensor:
     "Random-projection estimate of the contextual sensitivity: `mean_v (J^T v)^2`, unbiased for `s^2`; shaped like `x`."
-    check_embed_head(model); _check_batch(x)
     probes = check_int(probes, 'probes', min=1)
     noise = check_choice(noise, 'noise', ('rademacher', 'gaussian'))
+    check_embed_head(model); _check_batch(x)
     g = make_generator(generator, x.device, 'generator') if not isinstance(generator, torch.Generator) else generator
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -145,9 +141,9 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _similarities(z, z_pos, z_neg):
     "Cosine similarities (1 - dist): positive [B], utility negative [B] or None, in-batch [B, B] with the diagonal masked."
-    zn = F.normalize(_wide(z), dim=1)
-    pos = (zn * F.normalize(_wide(z_pos), dim=1)).sum(1)
-    neg = (zn * F.normalize(_wide(z_neg), dim=1)).sum(1) if z_neg is not None else None
+    zn = F.normalize(widen_half(z), dim=1)
+    pos = (zn * F.normalize(widen_half(z_pos), dim=1)).sum(1)
+    neg = (zn * F.normalize(widen_half(z_neg), dim=1)).sum(1) if z_neg is not None else None
     eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
     return pos, neg, zn @ zn.T, eye
 
@@ -175,7 +171,8 @@ def fcl_margin_loss(z: torch.Tensor, # embeddings [B, E]
                     reduction: str = 'mean', # 'mean', 'sum' or 'none'
                     neg_mask: torch.Tensor | None = None, # [B] bool: which `(z_i, z_i^-)` pairs count (default all)
                    ) -> torch.Tensor:
-    "FCL's margin contrastive loss (Eq. 4) with cosine distance and in-batch negatives."
+    """FCL's margin contrastive loss (Eq. 4) with cosine distance `d` and in-batch negatives, per sample
+    `d(z_i, z_i^+)^2 + sum_{j != i} max(gamma - d(z_i, z_j), 0)^2 + max(gamma - d(z_i, z_i^-), 0)^2`."""
     gamma = check_float(gamma, 'gamma', min=0)
     _check_embeddings(z, z_pos, z_neg, neg_mask)
     pos, neg, sim, eye = _similarities(z, z_pos, z_neg)
@@ -196,19 +193,27 @@ def ramp_weight(value: float, # the full weight
     if epoch < start_epoch: return 0.0
     return value if warmup_epochs == 0 else value * min(1.0, (epoch - start_epoch) / warmup_epochs)
 
-class RampedObjective:
-    "Base class of objectives with a cross-entropy term plus `lam` times an extra term that is switched on by `ramp_weight`."
+class RampedObjective(Objective, Seeded):
+    """Cross-entropy plus `lam` times an extra term that `ramp_weight` switches on. A subclass defines `ramped(model, x, y, lam, state)`,
+    the loss and logs once lambda is above 0, and `idle_logs`, what the extra term logs while lambda is 0 (so every epoch logs the same columns)."""
+    needs_embed_head = False # whether the model must have `embed(x)` and `head(z)`
+    idle_logs: dict = {}
     def __init__(self, lam, start_epoch, warmup_epochs, seed):
+        super().__init__(seed)
         self.lam = check_float(lam, 'lam', min=0)
         self.start_epoch, self.warmup_epochs = check_float(start_epoch, 'start_epoch', min=0), check_float(warmup_epochs, 'warmup_epochs', min=0)
-        self._own = make_generator(seed)
     def weight(self, state=None) -> float:
         "lambda at this point of training (the full value outside `fit`)."
         return ramp_weight(self.lam, self.start_epoch, self.warmup_epochs, getattr(state, 'epoch_progress', None) if state is not None else None)
-    def generator(self, state=None) -> torch.Generator:
-        g = getattr(state, 'generator', None)
-        return g if g is not None else self._own
-    def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in vars(self).items() if not k.startswith('_'))})"
+    def ramped(self, model, x, y, lam: float, state) -> tuple[torch.Tensor, dict]: raise NotImplementedError
+    def loss(self, model, batch, state=None):
+        if self.needs_embed_head: check_embed_head(model)
+        x, y = batch
+        lam = self.weight(state)
+        if lam != 0: return self.ramped(model, x, y, lam, state)
+        logits = model.head(model.embed(x)) if self.needs_embed_head else model(x)
+        ce = soft_cross_entropy(logits, y)
+        return ce, {'acc': _acc(logits, y), 'ce': ce.detach(), **self.idle_logs}
 
 def _randn_like(x, g): return torch.randn(x.shape, generator=g, device=g.device).to(device=x.device, dtype=x.dtype)
 def _acc(logits, y): return (logits.argmax(-1) == hard_labels(y)).float().mean()
@@ -224,16 +229,17 @@ def embed_with_utility(model: nn.Module, # a classifier with `embed` and `head`
         z = model.embed(xg)
         logits = model.head(z)
         _check_classes(logits, y)
-        (g,) = torch.autograd.grad(F.cross_entropy(_wide(logits), y, reduction='sum'), xg, retain_graph=keep_graph)
+        (g,) = torch.autograd.grad(F.cross_entropy(widen_half(logits), y, reduction='sum'), xg, retain_graph=keep_graph)
     return z, logits, g.abs()
 
 class FCL(RampedObjective):
     "Feature Contrastive Learning (Algorithm 1): cross-entropy plus `lam` times the contrastive loss on utility-aware perturbations."
+    needs_embed_head, idle_logs = True, {'fcl': 0.0, 'lam': 0.0, 'dropped': 0.0}
     def __init__(self, lam: float = 0.001, # weight of the contrastive term once warmed up
                  k: int = 256, # features perturbed (TOP_k / BOTTOM_k)
                  sigma: float = 0.5, # perturbation standard deviation (pixels in [0, 1])
                  tau: float = 0.1, # temperature of the 'xe' loss
-                 loss: Literal['xe', 'margin'] = 'xe', # Eq. 5 or Eq. 4
+                 loss: Literal['xe', 'margin'] = 'xe', # the contrastive loss: Eq. 5 or Eq. 4 (kept as `contrastive_loss`)
                  gamma: float = 1.0, # margin of the 'margin' loss
                  start_epoch: float = 2, # lambda = 0 before this epoch
                  warmup_epochs: float = 2, # then a linear ramp over this many epochs
@@ -244,22 +250,16 @@ class FCL(RampedObjective):
         super().__init__(lam, start_epoch, warmup_epochs, seed)
         self.k, self.sigma = check_int(k, 'k', min=1), check_float(sigma, 'sigma', min=0)
         self.tau, self.gamma = check_float(tau, 'tau', min=0, min_open=True), check_float(gamma, 'gamma', min=0)
-        self.loss, self.min_utility = check_choice(loss, 'loss', ('xe', 'margin')), check_float(min_utility, 'min_utility', min=0)
+        self.contrastive_loss = check_choice(loss, 'loss', ('xe', 'margin'))
+        self.min_utility = check_float(min_utility, 'min_utility', min=0)
         self.reduction = check_choice(reduction, 'reduction', ('sum', 'mean'))
 
     def contrastive(self, z, z_pos, z_neg, neg_mask=None):
         "The chosen contrastive loss, reduced over the batch."
-        if self.loss == 'xe': return fcl_xe_loss(z, z_pos, z_neg, self.tau, self.reduction, neg_mask)
+        if self.contrastive_loss == 'xe': return fcl_xe_loss(z, z_pos, z_neg, self.tau, self.reduction, neg_mask)
         return fcl_margin_loss(z, z_pos, z_neg, self.gamma, self.reduction, neg_mask)
 
-    def __call__(self, model, batch, state=None):
-        check_embed_head(model)
-        x, y = batch
-        lam = self.weight(state)
-        if lam == 0:
-            logits = model.head(model.embed(x))
-            ce = soft_cross_entropy(logits, y)
-            return ce, {'acc': _acc(logits, y), 'ce': ce.detach(), 'fcl': 0.0, 'lam': 0.0, 'dropped': 0.0}
+    def ramped(self, model, x, y, lam, state):
         z, logits, u = embed_with_utility(model, x, hard_labels(y))
         ce = soft_cross_entropy(logits, y)
         g = self.generator(state)
@@ -276,23 +276,20 @@ class FCL(RampedObjective):
 # %% ../../nbs/21_methods.fcl.ipynb #9f6e0acc
 class XEGaussian(RampedObjective):
     "XE+Gaussian baseline: cross-entropy plus `lam` times the cross-entropy of a fully Gaussian-perturbed copy."
+    idle_logs = {'ce_noisy': 0.0, 'lam': 0.0}
     def __init__(self, lam: float = 1.0, # weight of the noisy copy's cross-entropy
                  sigma: float = 0.5, # noise standard deviation
                  start_epoch: float = 2, warmup_epochs: float = 2, seed: int | None = 0):
         super().__init__(lam, start_epoch, warmup_epochs, seed)
         self.sigma = check_float(sigma, 'sigma', min=0)
-    def __call__(self, model, batch, state=None):
-        x, y = batch
-        lam = self.weight(state)
-        if lam == 0:
-            logits = model(x); ce = soft_cross_entropy(logits, y)
-            return ce, {'acc': _acc(logits, y), 'ce': ce.detach(), 'ce_noisy': 0.0, 'lam': 0.0}
+    def ramped(self, model, x, y, lam, state):
         logits, noisy = model(torch.cat([x, x + self.sigma * _randn_like(x, self.generator(state))])).chunk(2)
         ce, ce_noisy = soft_cross_entropy(logits, y), soft_cross_entropy(noisy, y)
         return ce + lam * ce_noisy, {'acc': _acc(logits, y), 'ce': ce.detach(), 'ce_noisy': ce_noisy.detach(), 'lam': lam}
 
 class CLGaussian(RampedObjective):
     "CL+Gaussian baseline: cross-entropy plus `lam` times `l_xe` with a fully Gaussian-perturbed positive and in-batch negatives."
+    needs_embed_head, idle_logs = True, {'cl': 0.0, 'lam': 0.0}
     def __init__(self, lam: float = 0.001, sigma: float = 0.5, tau: float = 0.1,
                  start_epoch: float = 2, warmup_epochs: float = 2,
                  reduction: str = 'sum', # as FCL
@@ -300,13 +297,7 @@ class CLGaussian(RampedObjective):
         super().__init__(lam, start_epoch, warmup_epochs, seed)
         self.sigma, self.tau = check_float(sigma, 'sigma', min=0), check_float(tau, 'tau', min=0, min_open=True)
         self.reduction = check_choice(reduction, 'reduction', ('sum', 'mean'))
-    def __call__(self, model, batch, state=None):
-        check_embed_head(model)
-        x, y = batch
-        lam = self.weight(state)
-        if lam == 0:
-            logits = model.head(model.embed(x)); ce = soft_cross_entropy(logits, y)
-            return ce, {'acc': _acc(logits, y), 'ce': ce.detach(), 'cl': 0.0, 'lam': 0.0}
+    def ramped(self, model, x, y, lam, state):
         z, z_pos = model.embed(torch.cat([x, x + self.sigma * _randn_like(x, self.generator(state))])).chunk(2)
         logits = model.head(z)
         ce, cl = soft_cross_entropy(logits, y), fcl_xe_loss(z, z_pos, None, self.tau, self.reduction)

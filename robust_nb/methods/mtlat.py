@@ -10,93 +10,79 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core import check_choice, check_float, check_int, check_labels, make_generator
-from ..train import soft_cross_entropy, hard_labels
+from ..core import Seeded, check_choice, check_float, check_int, check_labels
+from ..train import Objective, soft_cross_entropy, hard_labels
+from ..eval.attacks import fgsm, pgd
 from .augment import check_soft_labels, mixup, one_hot, sample_beta
 
 # %% auto #0
-__all__ = ['ATTACKS_AT', 'LABELS_AT', 'input_gradient', 'fgsm_toward', 'fgsm_away', 'tlat_labels', 'smoothed_labels',
-           'AdversarialTraining', 'TLAT', 'FGSMAT', 'TargetFGSMAT', 'LabelSmoothingAT', 'MTLAT', 'IAT']
+__all__ = ['ATTACKS_AT', 'LABELS_AT', 'fgsm_toward', 'fgsm_away', 'tlat_labels', 'smoothed_labels', 'AdversarialTraining', 'TLAT',
+           'FGSMAT', 'TargetFGSMAT', 'LabelSmoothingAT', 'MTLAT', 'IAT']
 
 # %% ../../nbs/23_methods.mtlat.ipynb #54746acb
-def _col(eps, x: torch.Tensor) -> torch.Tensor:
-    "`eps` (a number or one per image) shaped to broadcast over `x`."
-    e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
-    return e.view(-1, *([1] * (x.ndim - 1))) if e.ndim else e
-
-def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    "Gradient wrt `x` of the summed (soft-label) cross-entropy of `model(x)` against `y` (indices or probability vectors)."
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        logits = model(x).float()
-        if y.ndim == 1: check_labels(y, logits.shape[1], 'y', n=len(x))
-        elif y.shape != logits.shape: raise ValueError(f"y: expected probability vectors {tuple(logits.shape)} like the model's output, got {tuple(y.shape)}")
-        loss = soft_cross_entropy(logits, y, reduction='sum')
-        return torch.autograd.grad(loss, x)[0]
-
 def fgsm_toward(model: nn.Module, # classifier returning logits
                 x: torch.Tensor, # images [B, C, H, W] in [0, 1]
                 target: torch.Tensor, # target classes [B] (or probability vectors)
                 eps: torch.Tensor | float, # step size: a number or one per image [B]
                ) -> torch.Tensor:
-    "Targeted FGSM (Kurakin et al. 2017; M-TLAT Eq. 5): `x - eps * sign(grad_x L(x, target))`, clipped to [0, 1]."
-    return (x.detach() - _col(eps, x) * input_gradient(model, x, target).sign()).clamp(0, 1)
+    "Targeted FGSM (Kurakin et al. 2017; M-TLAT Eq. 5) in the model's own mode: `x - eps * sign(grad_x L(x, target))`, clipped to [0, 1]."
+    return fgsm(model, x, None, eps, target=target, keep_mode=True)
 
 def fgsm_away(model: nn.Module, x: torch.Tensor,
               y: torch.Tensor, # true classes [B] (or probability vectors)
               eps: torch.Tensor | float) -> torch.Tensor:
-    "Untargeted FGSM (Goodfellow et al. 2015): `x + eps * sign(grad_x L(x, y))`, clipped to [0, 1]."
-    return (x.detach() + _col(eps, x) * input_gradient(model, x, y).sign()).clamp(0, 1)
+    "Untargeted FGSM (Goodfellow et al. 2015) in the model's own mode: `x + eps * sign(grad_x L(x, y))`, clipped to [0, 1]."
+    return fgsm(model, x, y, eps, keep_mode=True)
+
+def _per_row(eps, y: torch.Tensor) -> torch.Tensor:
+    "`eps` (a number or one per row) shaped to broadcast over the label rows `y`."
+    e = torch.as_tensor(eps, dtype=y.dtype, device=y.device)
+    return e.view(-1, 1) if e.ndim else e
 
 def tlat_labels(y: torch.Tensor, # probability vectors [B, K]
                 target: torch.Tensor, # target classes [B]
                 eps: torch.Tensor | float, # a number or one per image
                ) -> torch.Tensor:
     "TLAT's label (Eq. 4): `(1 - eps) * y + eps * onehot(target)`."
-    e = torch.as_tensor(eps, dtype=y.dtype, device=y.device)
-    e = e.view(-1, 1) if e.ndim else e
+    e = _per_row(eps, y)
     return (1 - e) * y + e * F.one_hot(target.long(), y.shape[1]).to(y.dtype)
 
 def smoothed_labels(y: torch.Tensor, # probability vectors [B, K]
                     eps: torch.Tensor | float) -> torch.Tensor:
     "Label smoothing with parameter `eps` (Szegedy et al. 2016): `(1 - eps) * y + eps / K`."
-    e = torch.as_tensor(eps, dtype=y.dtype, device=y.device)
-    e = e.view(-1, 1) if e.ndim else e
+    e = _per_row(eps, y)
     return (1 - e) * y + e / y.shape[1]
 
 # %% ../../nbs/23_methods.mtlat.ipynb #43695d46
 def _check_eps_max(eps_max) -> float:
     return check_float(eps_max, 'eps_max', min=0, max=1)  # pixels live in [0, 1]: a larger budget is meaningless
 
-class _Sampler:
-    "Random draws from `state.generator` inside `fit`, else from the objective's own generator."
-    def __init__(self, seed: int | None = 0): self._own = make_generator(seed)
-    def generator(self, state=None) -> torch.Generator:
-        g = getattr(state, 'generator', None)
-        return g if g is not None else self._own
+class _AdversarialObjective(Objective, Seeded):
+    "What the M-TLAT family shares: `num_classes`, `eps ~ U[0, eps_max]` once per step or per image, and random draws from `state.generator` inside `fit`, else the objective's own generator."
+    def __init__(self, num_classes: int, eps_max: float, per_sample: bool, seed: int | None):
+        Seeded.__init__(self, seed)
+        self.num_classes = check_int(num_classes, 'num_classes', min=2)
+        self.eps_max, self.per_sample = _check_eps_max(eps_max), per_sample
     def uniform(self, g, n: int, hi: float, device) -> torch.Tensor:
         "`n` draws from U[0, hi]."
         return torch.rand(n, generator=g, device=g.device).to(device) * hi
-    def classes(self, g, n: int, k: int, device) -> torch.Tensor:
-        "`n` classes drawn uniformly from `0 ... k-1`."
-        return torch.randint(0, k, (n,), generator=g, device=g.device).to(device)
-    def num_classes(self, model, x, y) -> int:
-        "K: from soft labels when given, else from one evaluation-mode forward pass (remembered)."
-        if y.ndim == 2: return y.shape[1]
-        if getattr(self, '_k', None) is None:
-            was = model.training
-            model.eval()
-            try:
-                with torch.no_grad(): self._k = model(x[:2]).shape[1]
-            finally: model.train(was)
-        return self._k
-    def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in vars(self).items() if not k.startswith('_'))})"
+    def draw_eps(self, g, n: int, device) -> torch.Tensor:
+        "eps ~ U[0, eps_max]: one per image (`[n]`) with `per_sample`, else one for the step (0-d)."
+        eps = self.uniform(g, n if self.per_sample else 1, self.eps_max, device)
+        return eps if self.per_sample else eps[0]
+    def classes(self, g, n: int, device) -> torch.Tensor:
+        "`n` classes drawn uniformly from `0 ... num_classes-1`."
+        return torch.randint(0, self.num_classes, (n,), generator=g, device=g.device).to(device)
+    def check_outputs(self, logits: torch.Tensor) -> torch.Tensor:
+        "`logits` if the model outputs `num_classes` of them, else a `ValueError`."
+        if logits.shape[1] != self.num_classes: raise ValueError(f"num_classes: the objective was made for {self.num_classes} classes but the model outputs {logits.shape[1]}")
+        return logits
 
 def _labels(y: torch.Tensor, k: int) -> torch.Tensor:
     "Probability vectors from indices or checked soft labels."
     if y.ndim == 2:
         check_soft_labels(y, 'y')
-        if y.shape[1] != k: raise ValueError(f"y: soft labels have {y.shape[1]} classes but the model outputs {k}")
+        if y.shape[1] != k: raise ValueError(f"y: soft labels have {y.shape[1]} classes but num_classes is {k}")
     else: check_labels(y, k, 'y')
     return one_hot(y, k).to(torch.float32)
 
@@ -109,141 +95,126 @@ def _split(x: torch.Tensor, y: torch.Tensor):
 ATTACKS_AT = ('untargeted', 'targeted')
 LABELS_AT = ('true', 'tlat', 'smooth')
 
-class AdversarialTraining(_Sampler):
-    "FGSM adversarial training on half-clean, half-adversarial batches; `attack` and `labels` select TLAT or a Table 3 baseline."
+class AdversarialTraining(_AdversarialObjective):
+    "FGSM adversarial training on half-clean, half-adversarial batches; `attack` and `labels` select TLAT or a Table 3 baseline (TLAT by default)."
+    attack, labels = 'targeted', 'tlat'
     def __init__(self, eps_max: float = 0.025, # eps ~ U[0, eps_max] per step (paper: 0.025, pixels in [0, 1])
-                 attack: Literal['untargeted', 'targeted'] = 'targeted', # FGSM away from y, or toward a random class
-                 labels: Literal['true', 'tlat', 'smooth'] = 'tlat', # label of the adversarial half
                  per_sample: bool = False, # one eps per image instead of one per step
-                 seed: int | None = 0):
-        super().__init__(seed)
-        self.eps_max = _check_eps_max(eps_max)
-        self.attack, self.labels = check_choice(attack, 'attack', ATTACKS_AT), check_choice(labels, 'labels', LABELS_AT)
-        if labels == 'tlat' and attack != 'targeted': raise ValueError("labels: 'tlat' needs attack='targeted' (the label mixes in the target class)")
-        self.per_sample = per_sample
+                 seed: int | None = 0,
+                 *, num_classes: int, # K, the classes the model outputs (random targets, one-hot labels)
+                 attack: Literal['untargeted', 'targeted'] | None = None, # FGSM away from y, or toward a random class (None: the class's own)
+                 labels: Literal['true', 'tlat', 'smooth'] | None = None): # label of the adversarial half (None: the class's own)
+        super().__init__(num_classes, eps_max, per_sample, seed)
+        self.attack = check_choice(attack or type(self).attack, 'attack', ATTACKS_AT)
+        self.labels = check_choice(labels or type(self).labels, 'labels', LABELS_AT)
+        if self.labels == 'tlat' and self.attack != 'targeted': raise ValueError("labels: 'tlat' needs attack='targeted' (the label mixes in the target class)")
 
-    def make_pairs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: int) -> dict:
+    def make_pairs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> dict:
         "The adversarial half of a batch: images `x_adv`, labels `y_adv`, and the draws `eps`, `target`."
-        y = _labels(y, k)
-        eps = self.uniform(g, len(x) if self.per_sample else 1, self.eps_max, x.device)
-        eps = eps if self.per_sample else eps[0]
+        y = _labels(y, self.num_classes)
+        eps = self.draw_eps(g, len(x), x.device)
         if self.attack == 'targeted':
-            target = self.classes(g, len(x), k, x.device)
+            target = self.classes(g, len(x), x.device)
             xa = fgsm_toward(model, x, target, eps)
         else: target, xa = None, fgsm_away(model, x, y, eps)
         ya = tlat_labels(y, target, eps) if self.labels == 'tlat' else smoothed_labels(y, eps) if self.labels == 'smooth' else y
         return dict(x=x, y=y, x_adv=xa, y_adv=ya, eps=eps, target=target)
 
-    def __call__(self, model, batch, state=None):
+    def loss(self, model, batch, state=None):
         (xc, yc), (xa, ya) = _split(*batch)
-        logits_c = model(xc)
-        k = logits_c.shape[1]
-        pair = self.make_pairs(model, xa, ya, self.generator(state), k)
+        logits_c = self.check_outputs(model(xc))
+        pair = self.make_pairs(model, xa, ya, self.generator(state))
         logits_a = model(pair['x_adv'])
-        loss1, loss2 = soft_cross_entropy(logits_c.float(), _labels(yc, k)), soft_cross_entropy(logits_a.float(), pair['y_adv'])
+        loss1, loss2 = soft_cross_entropy(logits_c.float(), _labels(yc, self.num_classes)), soft_cross_entropy(logits_a.float(), pair['y_adv'])
         acc = torch.cat([logits_c.argmax(1) == hard_labels(yc), logits_a.argmax(1) == hard_labels(ya)]).float().mean()
         return loss1 + loss2, {'loss_clean': loss1.detach(), 'loss_adv': loss2.detach(), 'acc': acc, 'eps': torch.as_tensor(pair['eps']).float().mean()}
 
-def TLAT(eps_max: float = 0.025, per_sample: bool = False, seed: int | None = 0) -> AdversarialTraining:
+class TLAT(AdversarialTraining):
     "Targeted Labeling Adversarial Training (M-TLAT Section 3.2): targeted FGSM toward a random class, label `(1 - eps) y + eps y_target`."
-    return AdversarialTraining(eps_max, 'targeted', 'tlat', per_sample, seed)
 
-def FGSMAT(eps_max: float = 0.025, per_sample: bool = False, seed: int | None = 0) -> AdversarialTraining:
+class FGSMAT(AdversarialTraining):
     "Table 3's 'FGSM': untargeted FGSM adversarial training, adversarial examples labelled with the true label."
-    return AdversarialTraining(eps_max, 'untargeted', 'true', per_sample, seed)
+    attack, labels = 'untargeted', 'true'
 
-def TargetFGSMAT(eps_max: float = 0.025, per_sample: bool = False, seed: int | None = 0) -> AdversarialTraining:
+class TargetFGSMAT(AdversarialTraining):
     "Table 3's 'target-FGSM': targeted FGSM toward a random class, adversarial examples labelled with the true label."
-    return AdversarialTraining(eps_max, 'targeted', 'true', per_sample, seed)
+    labels = 'true'
 
-def LabelSmoothingAT(eps_max: float = 0.025, per_sample: bool = False, seed: int | None = 0) -> AdversarialTraining:
+class LabelSmoothingAT(AdversarialTraining):
     "Table 3's 'LS': targeted FGSM toward a random class, the true label smoothed with the example's own eps."
-    return AdversarialTraining(eps_max, 'targeted', 'smooth', per_sample, seed)
+    labels = 'smooth'
 
 # %% ../../nbs/23_methods.mtlat.ipynb #787b466e
-class MTLAT(_Sampler):
+def _mix(x: torch.Tensor, y: torch.Tensor, g: torch.Generator, alpha: float, per_sample: bool):
+    "A Mixup of the batch with itself: `(x_mix, y_mix, lam, perm)`, `lam ~ Beta(alpha, alpha)` once, or per image with `per_sample`."
+    lam = sample_beta(alpha, len(x) if per_sample else 1, g).to(x.device)
+    lam = lam if per_sample else lam[0]
+    perm = torch.randperm(len(x), generator=g, device=g.device).to(x.device)
+    xm, ym = mixup(x, y, lam, perm)
+    return xm, ym, lam, perm
+
+def _soft_losses(objective: _AdversarialObjective, model: nn.Module, x1, y1, x2, y2):
+    "Soft-label cross-entropies of the two training batches, and the accuracy over both (against each label's largest class)."
+    logits1, logits2 = objective.check_outputs(model(x1)), model(x2)
+    loss1, loss2 = soft_cross_entropy(logits1.float(), y1), soft_cross_entropy(logits2.float(), y2)
+    return loss1, loss2, torch.cat([logits1.argmax(1) == y1.argmax(1), logits2.argmax(1) == y2.argmax(1)]).float().mean()
+
+class MTLAT(_AdversarialObjective):
     "M-TLAT (Laugros et al. 2020, Algorithm 1): a Mixup half plus a Mixup-then-targeted-FGSM half labelled `(1 - eps) y_mix + eps y_target`."
     def __init__(self, alpha: float = 0.4, # Mixup's Beta(alpha, alpha) (paper: 0.4)
                  eps_max: float = 0.025, # eps ~ U[0, eps_max] (paper: 0.025, pixels in [0, 1])
                  per_sample: bool = False, # lambda and eps per image instead of per step
-                 seed: int | None = 0):
-        super().__init__(seed)
+                 seed: int | None = 0,
+                 *, num_classes: int): # K, the classes the model outputs (random targets, one-hot labels)
+        super().__init__(num_classes, eps_max, per_sample, seed)
         self.alpha = check_float(alpha, 'alpha', min=0, min_open=True)
-        self.eps_max, self.per_sample = _check_eps_max(eps_max), per_sample
 
-    def _mix(self, x, y, g):
-        lam = sample_beta(self.alpha, len(x) if self.per_sample else 1, g).to(x.device)
-        lam = lam if self.per_sample else lam[0]
-        perm = torch.randperm(len(x), generator=g, device=g.device).to(x.device)
-        xm, ym = mixup(x, y, lam, perm)
-        return xm, ym, lam, perm
-
-    def make_pairs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: int) -> dict:
+    def make_pairs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> dict:
         "One step's training couples from a batch: the Mixup half (`x_mix1`, `y_mix1`) and the M-TLAT half (`x_mtlat`, `y_mtlat`), with every draw."
-        (x12, y12), (x34, y34) = _split(x, _labels(y, k))
-        x_mix1, y_mix1, lam1, perm1 = self._mix(x12, y12, g)
-        x_mix2, y_mix2, lam2, perm2 = self._mix(x34, y34, g)
-        eps = self.uniform(g, len(x34) if self.per_sample else 1, self.eps_max, x.device)
-        eps = eps if self.per_sample else eps[0]
-        target = self.classes(g, len(x34), k, x.device)
+        (x12, y12), (x34, y34) = _split(x, _labels(y, self.num_classes))
+        x_mix1, y_mix1, lam1, perm1 = _mix(x12, y12, g, self.alpha, self.per_sample)
+        x_mix2, y_mix2, lam2, perm2 = _mix(x34, y34, g, self.alpha, self.per_sample)
+        eps = self.draw_eps(g, len(x34), x.device)
+        target = self.classes(g, len(x34), x.device)
         x_mtlat = fgsm_toward(model, x_mix2, target, eps)
         return dict(x_mix1=x_mix1, y_mix1=y_mix1, x_mix2=x_mix2, y_mix2=y_mix2, x_mtlat=x_mtlat, y_mtlat=tlat_labels(y_mix2, target, eps),
                     lam1=lam1, lam2=lam2, eps=eps, target=target, x3=x34, x4=x34[perm2], y3=y34, y4=y34[perm2], perm1=perm1, perm2=perm2)
 
-    def __call__(self, model, batch, state=None):
-        x, y = batch
-        k = self.num_classes(model, x, y)
-        p = self.make_pairs(model, x, y, self.generator(state), k)
-        logits1, logits2 = model(p['x_mix1']), model(p['x_mtlat'])
-        loss1, loss2 = soft_cross_entropy(logits1.float(), p['y_mix1']), soft_cross_entropy(logits2.float(), p['y_mtlat'])
-        acc = torch.cat([logits1.argmax(1) == p['y_mix1'].argmax(1), logits2.argmax(1) == p['y_mtlat'].argmax(1)]).float().mean()
+    def loss(self, model, batch, state=None):
+        p = self.make_pairs(model, *batch, self.generator(state))
+        loss1, loss2, acc = _soft_losses(self, model, p['x_mix1'], p['y_mix1'], p['x_mtlat'], p['y_mtlat'])
         return loss1 + loss2, {'loss_mix': loss1.detach(), 'loss_mtlat': loss2.detach(), 'acc': acc, 'eps': torch.as_tensor(p['eps']).float().mean()}
 
 # %% ../../nbs/23_methods.mtlat.ipynb #dd3289df
-class IAT(_Sampler):
+class IAT(_AdversarialObjective):
     "Interpolated Adversarial Training (Lamb et al. 2019): untargeted attack on the unmixed batch, then a fresh Mixup; mean of clean and adversarial Mixup losses."
     def __init__(self, alpha: float = 0.4, # Mixup's Beta(alpha, alpha)
                  eps_max: float = 0.025, # eps ~ U[0, eps_max] per step (0 < eps_max <= 1)
                  steps: int = 1, # 1: FGSM; more: L-inf PGD with step 2.5 eps / steps
                  per_sample: bool = False,
-                 seed: int | None = 0):
-        super().__init__(seed)
-        self.alpha = check_float(alpha, 'alpha', min=0, min_open=True)
-        self.eps_max, self.steps, self.per_sample = _check_eps_max(eps_max), check_int(steps, 'steps', min=1), per_sample
-
-    def _mix(self, x, y, g):
-        lam = sample_beta(self.alpha, len(x) if self.per_sample else 1, g).to(x.device)
-        lam = lam if self.per_sample else lam[0]
-        perm = torch.randperm(len(x), generator=g, device=g.device).to(x.device)
-        xm, ym = mixup(x, y, lam, perm)
-        return xm, ym, lam, perm
+                 seed: int | None = 0,
+                 *, num_classes: int): # K, the classes the model outputs (one-hot labels)
+        super().__init__(num_classes, eps_max, per_sample, seed)
+        self.alpha, self.steps = check_float(alpha, 'alpha', min=0, min_open=True), check_int(steps, 'steps', min=1)
 
     def attack(self, model, x, y, eps):
-        "Untargeted FGSM (or PGD) on the unmixed images with their true labels."
+        "Untargeted FGSM (or L-inf PGD, `steps` steps of 2.5 eps / steps) on the unmixed images with their true labels, in the model's own mode."
         if self.steps == 1: return fgsm_away(model, x, y, eps)
-        e, xa = _col(eps, x), x.detach()
-        for _ in range(self.steps):
-            xa = fgsm_away(model, xa, y, 2.5 * e / self.steps)
-            xa = (x + (xa - x).clamp(-e, e)).clamp(0, 1)
-        return xa
+        e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
+        return pgd(model, x, y, e, self.steps, step_size=2.5 * e / self.steps, keep_mode=True)
 
-    def make_pairs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: int) -> dict:
+    def make_pairs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> dict:
         "One step's couples: the clean Mixup (`x_mix`, `y_mix`), the unmixed adversarial batch `x_adv`, and its fresh Mixup (`x_adv_mix`, `y_adv_mix`)."
-        y = _labels(y, k)
+        y = _labels(y, self.num_classes)
         if len(x) < 2: raise ValueError(f"batch: needs at least 2 images to mix, got {len(x)}")
-        x_mix, y_mix, lam1, perm1 = self._mix(x, y, g)
-        eps = self.uniform(g, len(x) if self.per_sample else 1, self.eps_max, x.device)
-        eps = eps if self.per_sample else eps[0]
+        x_mix, y_mix, lam1, perm1 = _mix(x, y, g, self.alpha, self.per_sample)
+        eps = self.draw_eps(g, len(x), x.device)
         x_adv = self.attack(model, x, y, eps)
-        x_adv_mix, y_adv_mix, lam2, perm2 = self._mix(x_adv, y, g)
+        x_adv_mix, y_adv_mix, lam2, perm2 = _mix(x_adv, y, g, self.alpha, self.per_sample)
         return dict(x_mix=x_mix, y_mix=y_mix, x_adv=x_adv, x_adv_mix=x_adv_mix, y_adv_mix=y_adv_mix,
                     lam1=lam1, lam2=lam2, perm1=perm1, perm2=perm2, eps=eps)
 
-    def __call__(self, model, batch, state=None):
-        x, y = batch
-        k = self.num_classes(model, x, y)
-        p = self.make_pairs(model, x, y, self.generator(state), k)
-        logits1, logits2 = model(p['x_mix']), model(p['x_adv_mix'])
-        loss1, loss2 = soft_cross_entropy(logits1.float(), p['y_mix']), soft_cross_entropy(logits2.float(), p['y_adv_mix'])
-        acc = torch.cat([logits1.argmax(1) == p['y_mix'].argmax(1), logits2.argmax(1) == p['y_adv_mix'].argmax(1)]).float().mean()
+    def loss(self, model, batch, state=None):
+        p = self.make_pairs(model, *batch, self.generator(state))
+        loss1, loss2, acc = _soft_losses(self, model, p['x_mix'], p['y_mix'], p['x_adv_mix'], p['y_adv_mix'])
         return (loss1 + loss2) / 2, {'loss_clean': loss1.detach(), 'loss_adv': loss2.detach(), 'acc': acc, 'eps': torch.as_tensor(p['eps']).float().mean()}

@@ -13,46 +13,21 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..core import (check_choice, check_float, check_images, check_int, derive_seed, get_device,
-                            make_generator, model_device, seed_everything)
-from ..data import ImageData
-from ..models import CMNISTNet, PairedAutoEncoder, count_parameters
-from ..train import evaluate, fit
+from ..core import (check_choice, check_float, check_images, check_int, derive_seed, eval_mode, get_device,
+                            make_generator, model_device, predict_classes, seed_everything)
+from ..data import ImageData, as_tensors
+from ..models import CMNISTNet, PairedAutoEncoder, ScaledPairedAutoEncoder, count_parameters
+from ..train import KeepBest, fit
 from .augment import GaussianNoise
 from ..eval.corruptions import CORRUPTIONS, MNIST_C_DEFAULT_SEVERITY, SUITES, corruption_seed
 
 # %% auto #0
-__all__ = ['RECONSTRUCTION_LOSSES', 'PROTOCOLS', 'CLASSIFIERS', 'ScaledDecoder', 'ScaledPairedAutoEncoder', 'paired_autoencoder',
-           'TransferSplit', 'clean_count', 'transfer_split', 'mnistc_corrupt', 'transfer_data',
-           'fit_paired_autoencoder', 'transfer', 'Transfer', 'fit_transfer', 'Classifier', 'NNClassifier', 'train_nn',
-           'available_memory', 'svm_max_samples', 'SVMClassifier', 'train_svm', 'transferred', 'transfer_accuracy']
+__all__ = ['RECONSTRUCTION_LOSSES', 'PROTOCOLS', 'CLASSIFIERS', 'paired_autoencoder', 'TransferSplit', 'clean_count',
+           'transfer_split', 'mnistc_corrupt', 'transfer_data', 'fit_paired_autoencoder', 'transfer', 'Transfer',
+           'fit_transfer', 'Classifier', 'NNClassifier', 'train_nn', 'available_memory', 'svm_max_samples',
+           'SVMClassifier', 'train_svm', 'transferred', 'transfer_accuracy']
 
 # %% ../../nbs/25_methods.transfer.ipynb #48b07d53
-def _w(c: int, width: float) -> int: return max(1, int(round(c * width)))
-
-class ScaledDecoder(nn.Module):
-    "Appendix B's decoder with every width times `width`: Dense(2048w) -> Dense(s x s x 64w) -> ConvT(64w, s2) -> ConvT(32w, s2) -> ConvT(C, s1) -> sigmoid."
-    def __init__(self, code_dim: int = 128, out_channels: int = 1, image_size: int = 28, width: float = 1.0):
-        super().__init__()
-        self.s, self.c = image_size // 4, _w(64, width)
-        self.dense = nn.Sequential(nn.Linear(code_dim, _w(2048, width)), nn.ReLU(), nn.Linear(_w(2048, width), self.c * self.s * self.s), nn.ReLU())
-        self.deconv = nn.Sequential(nn.ConvTranspose2d(self.c, self.c, 3, 2, 1, output_padding=1), nn.ReLU(),
-                                    nn.ConvTranspose2d(self.c, _w(32, width), 3, 2, 1, output_padding=1), nn.ReLU(),
-                                    nn.ConvTranspose2d(_w(32, width), out_channels, 3, 1, 1), nn.Sigmoid())
-    def forward(self, z): return self.deconv(self.dense(z).view(-1, self.c, self.s, self.s))
-
-class ScaledPairedAutoEncoder(PairedAutoEncoder):
-    "`PairedAutoEncoder` with every width times `width` (1 = Appendix B); same `forward(x, corrupted)` and `transfer(x)`."
-    def __init__(self, in_channels: int = 1, image_size: int = 28, code_dim: int = 128, width: float = 1.0):
-        nn.Module.__init__(self)
-        if check_int(image_size, 'image_size', min=8) % 4: raise ValueError(f"image_size: must be divisible by 4, got {image_size}")
-        self.width = check_float(width, 'width', min=0, min_open=True, max=4)
-        s, c = -(-image_size // 8), [_w(k, width) for k in (32, 64, 128)]
-        self.encoder = nn.Sequential(nn.Conv2d(in_channels, c[0], 3, 2, 1), nn.ReLU(), nn.Conv2d(c[0], c[1], 3, 2, 1), nn.ReLU(),
-                                     nn.Conv2d(c[1], c[2], 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(c[2] * s * s, code_dim))
-        self.decoder_clean = ScaledDecoder(code_dim, in_channels, image_size, width)
-        self.decoder_corrupt = ScaledDecoder(code_dim, in_channels, image_size, width)
-
 def paired_autoencoder(in_channels: int = 1, image_size: int = 28, code_dim: int = 128,
                        width: float = 1.0, # 1: Appendix B's `PairedAutoEncoder`; smaller: a narrower copy for CPU runs
                       ) -> PairedAutoEncoder:
@@ -116,13 +91,12 @@ def mnistc_corrupt(x: torch.Tensor, # float images [B, C, H, W] in [0, 1]
     g = make_generator(corruption_seed(seed, name, sev))
     return torch.cat([CORRUPTIONS[name](x[i:i + batch_size], sev, g) for i in range(0, len(x), batch_size)]) if len(x) else x.clone()
 
-def transfer_data(train: ImageData | torch.Tensor, # training images (labels are never used)
+def transfer_data(train: ImageData | torch.Tensor, # training images: an ImageData, a pair (x, y) or an image tensor (labels are never used)
                   split: TransferSplit, seed: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     "The clean images and, per corruption, the corrupted images of `split`."
-    x = train.x if isinstance(train, ImageData) else train
+    x = as_tensors(train, labels=False, name='train')[0].float()
     if len(x) != split.n: raise ValueError(f"train: the split indexes {split.n} images, got {len(x)}")
-    def fl(t): return t.float().div(255) if t.dtype == torch.uint8 else t.float()
-    return fl(x[split.clean]), {c: mnistc_corrupt(fl(x[idx]), c, seed) for c, idx in split.corrupted.items()}
+    return x[split.clean], {c: mnistc_corrupt(x[idx], c, seed) for c, idx in split.corrupted.items()}
 
 # %% ../../nbs/25_methods.transfer.ipynb #55edef4e
 RECONSTRUCTION_LOSSES: dict[str, Callable] = {
@@ -141,6 +115,37 @@ class _Stream:
             out.append(self.order[self.pos:self.pos + m]); self.pos += m; k -= m
         return torch.cat(out)
 
+def _check_reconstruction_args(clean, corrupted, epochs, steps, batch_size, lr, loss):
+    "`fit_paired_autoencoder`'s arguments checked: (whether corrupted images are given, batch size, learning rate, loss function, steps)."
+    check_images(clean[:256], 'clean')
+    has_cor = corrupted is not None and len(corrupted) > 0
+    if has_cor:
+        check_images(corrupted[:256], 'corrupted', size=tuple(clean.shape[-2:]), channels=clean.shape[1])
+    batch_size, lr = check_int(batch_size, 'batch_size', min=2), check_float(lr, 'lr', min=0, min_open=True)
+    rec = RECONSTRUCTION_LOSSES[check_choice(loss, 'loss', RECONSTRUCTION_LOSSES)]
+    n_pool = len(clean) + (len(corrupted) if has_cor else 0)
+    steps = check_int(steps, 'steps', min=1) if steps is not None else max(1, math.ceil(check_float(epochs, 'epochs', min=0, min_open=True) * n_pool / batch_size))
+    return has_cor, batch_size, lr, rec, steps
+
+def _reconstruction_batches(xs: torch.Tensor, xc: torch.Tensor | None, batch_size: int, balance: bool, g: torch.Generator):
+    "Endless batches `(clean, corrupted)`: with `balance` half of each batch from `xc`, else drawn from the pooled images."
+    if xc is not None and balance:
+        sc, sx, k = _Stream(len(xs), g), _Stream(len(xc), g), batch_size // 2
+        while True: yield xs[sc.take(batch_size - k).to(xs.device)], xc[sx.take(k).to(xs.device)]
+    sp = _Stream(len(xs) + (len(xc) if xc is not None else 0), g)
+    while True:
+        idx = sp.take(batch_size).to(xs.device)
+        yield xs[idx[idx < len(xs)]], (xc[idx[idx >= len(xs)] - len(xs)] if xc is not None else xs[:0])
+
+def _reconstruction_step(model: PairedAutoEncoder, opt, rec: Callable, bx: torch.Tensor, bc: torch.Tensor) -> torch.Tensor:
+    "One optimiser step on the mean reconstruction error: clean images `bx` through D1, corrupted images `bc` through D2."
+    z = model.encoder(torch.cat([bx, bc]))
+    errs = [rec(model.decoder_clean(z[:len(bx)]), bx)] if len(bx) else []
+    if len(bc): errs.append(rec(model.decoder_corrupt(z[len(bx):]), bc))
+    l = torch.cat(errs).mean()
+    opt.zero_grad(set_to_none=True); l.backward(); opt.step()
+    return l
+
 def fit_paired_autoencoder(clean: torch.Tensor, # clean images [N_o, C, H, W] in [0, 1]
                            corrupted: torch.Tensor | None = None, # corrupted images (any corruptions) or None: a plain auto-encoder E, D1
                            epochs: float = 1, # passes over the pooled images (the paper: 100)
@@ -154,36 +159,17 @@ def fit_paired_autoencoder(clean: torch.Tensor, # clean images [N_o, C, H, W] in
                            log: Callable[[str], None] | None = None, # called with a line every 10% of the steps
                           ) -> PairedAutoEncoder:
     "Train E, D1 (clean) and D2 (corrupted) jointly on reconstruction; return the pair in eval mode."
-    check_images(clean[:256], 'clean')
-    has_cor = corrupted is not None and len(corrupted) > 0
-    if has_cor:
-        check_images(corrupted[:256], 'corrupted', size=tuple(clean.shape[-2:]), channels=clean.shape[1])
-    batch_size, lr = check_int(batch_size, 'batch_size', min=2), check_float(lr, 'lr', min=0, min_open=True)
-    rec = RECONSTRUCTION_LOSSES[check_choice(loss, 'loss', RECONSTRUCTION_LOSSES)]
-    n_pool = len(clean) + (len(corrupted) if has_cor else 0)
-    steps = check_int(steps, 'steps', min=1) if steps is not None else max(1, math.ceil(check_float(epochs, 'epochs', min=0, min_open=True) * n_pool / batch_size))
+    has_cor, batch_size, lr, rec, steps = _check_reconstruction_args(clean, corrupted, epochs, steps, batch_size, lr, loss)
     device = get_device(device)
     seed_everything(seed)
     if model is None: model = paired_autoencoder(clean.shape[1], clean.shape[-1], width=width)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    g = make_generator(derive_seed(seed, 25))
-    xs, xc = clean.to(device), corrupted.to(device) if has_cor else None
-    if has_cor and balance: sc, sx = _Stream(len(xs), g), _Stream(len(xc), g)
-    else: sp = _Stream(n_pool, g)
+    batches = _reconstruction_batches(clean.to(device), corrupted.to(device) if has_cor else None, batch_size, balance,
+                                      make_generator(derive_seed(seed, 25)))
     t0, every = time.perf_counter(), max(1, steps // 10)
-    for step in range(steps):
-        if has_cor and balance:
-            k = batch_size // 2
-            bx, bc = xs[sc.take(batch_size - k).to(device)], xc[sx.take(k).to(device)]
-        else:
-            idx = sp.take(batch_size).to(device)
-            bx, bc = xs[idx[idx < len(xs)]], (xc[idx[idx >= len(xs)] - len(xs)] if has_cor else xs[:0])
-        z = model.encoder(torch.cat([bx, bc]))
-        errs = [rec(model.decoder_clean(z[:len(bx)]), bx)] if len(bx) else []
-        if len(bc): errs.append(rec(model.decoder_corrupt(z[len(bx):]), bc))
-        l = torch.cat(errs).mean()
-        opt.zero_grad(set_to_none=True); l.backward(); opt.step()
+    for step, (bx, bc) in zip(range(steps), batches):
+        l = _reconstruction_step(model, opt, rec, bx, bc)
         if log is not None and ((step + 1) % every == 0 or step + 1 == steps):
             log(f"step {step + 1}/{steps}: reconstruction {l.item():.4f} ({time.perf_counter() - t0:.0f} s)")
     return model.eval()
@@ -195,10 +181,7 @@ def transfer(model: PairedAutoEncoder, # a trained pair
     "The transfer mapping `T(x) = D1(E(x))`, batched, on the pair's device; returned on `x`'s device."
     check_images(x, 'x')
     dev = model_device(model)
-    was = model.training; model.eval()
-    try: out = torch.cat([model.transfer(x[i:i + batch_size].to(dev)).to(x.device) for i in range(0, len(x), batch_size)])
-    finally: model.train(was)
-    return out
+    with eval_mode(model): return torch.cat([model.transfer(x[i:i + batch_size].to(dev)).to(x.device) for i in range(0, len(x), batch_size)])
 
 # %% ../../nbs/25_methods.transfer.ipynb #edef0117
 PROTOCOLS = ('transfer_separate', 'transfer_joint')
@@ -251,14 +234,10 @@ class Classifier:
         return (self.predict(x).cpu() == y.cpu()).float().mean().item()
 
 class NNClassifier(Classifier):
-    "A trained `nn.Module`; `predict` is the argmax of its logits (eval mode)."
+    "A trained `nn.Module`; `predict` is the argmax of its logits (in eval mode, the model's own mode restored), on the CPU."
     kind = 'nn'
     def __init__(self, model: nn.Module, history=None): self.model, self.history = model, history
-    @torch.no_grad()
-    def predict(self, x, batch_size: int = 1024):
-        dev = model_device(self.model)
-        self.model.eval()
-        return torch.cat([self.model(x[i:i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+    def predict(self, x, batch_size: int = 1024): return predict_classes(self.model, x, batch_size).cpu()
 
 def train_nn(train: ImageData, # clean labelled training images
              epochs: int = 50, batch_size: int = 32, lr: float = 1e-3,
@@ -267,25 +246,18 @@ def train_nn(train: ImageData, # clean labelled training images
              noise_sigma: float | None = None, # GAUSS: Gaussian noise on half the images
              max_steps_per_epoch: int | None = None, # cut epochs short (quick runs)
              seed: int = 0, device=None, progress: bool = False) -> NNClassifier:
-    "Appendix B's network trained with Adam; the epoch with the best validation accuracy is kept."
+    "Appendix B's network trained with Adam; the epoch with the best validation accuracy is kept (returned in eval mode)."
     epochs = check_int(epochs, 'epochs', min=1)
     tr, val = train.split(val_size, seed=seed)
     if val_limit and val_limit < len(val): val = val.take(val_limit, seed=seed)
     seed_everything(seed)
     model = CMNISTNet(train.shape[0], train.num_classes, train.shape[1])
     transform = GaussianNoise(check_float(noise_sigma, 'noise_sigma', min=0), p=0.5, seed=seed) if noise_sigma else None
-    device = get_device(device)
-    best, best_acc, hist = None, -1.0, []
-    import tempfile
-    with tempfile.TemporaryDirectory() as ck:
-        for e in range(1, epochs + 1):  # one epoch per call, resumed from the checkpoint: the same run as one call
-            h = fit(model, tr, epochs=e, batch_size=batch_size, lr=lr, transform=transform, seed=seed, device=device, progress=progress,
-                    checkpoint_dir=ck, resume=e > 1, keep=1, max_steps_per_epoch=max_steps_per_epoch)
-            acc = evaluate(model, val, device=device)['acc']
-            hist.append({**h.iloc[-1].to_dict(), 'val_acc': acc})
-            if acc > best_acc: best, best_acc = copy.deepcopy(model.state_dict()), acc
-    model.load_state_dict(best)
-    return NNClassifier(model.eval(), hist)
+    best = KeepBest()
+    hist = fit(model, tr, epochs=epochs, val=val, batch_size=batch_size, lr=lr, transform=transform, seed=seed, device=get_device(device),
+               progress=progress, max_steps_per_epoch=max_steps_per_epoch, callbacks=[best])
+    best.restore(model)
+    return NNClassifier(model.eval(), hist.to_dict('records'))
 
 # %% ../../nbs/25_methods.transfer.ipynb #17abc19c
 def available_memory() -> int:
