@@ -1,5 +1,6 @@
 """Packaging driven by settings.ini (nbdev 2 layout), without pkg_resources."""
 from configparser import ConfigParser
+from pathlib import Path
 import setuptools
 
 cfg = ConfigParser(delimiters=['='])
@@ -7,6 +8,8 @@ cfg.read('settings.ini', encoding='utf-8')
 cfg = cfg['DEFAULT']
 
 def reqs(key): return cfg.get(key, '').split()
+
+ZOO = ['robust_nb.zoo_weights'] if Path('robust_nb/zoo_weights').is_dir() else []  # the model zoo's weights and manifest (data only)
 
 setuptools.setup(
     name=cfg['lib_name'],
@@ -20,7 +23,8 @@ setuptools.setup(
     license='Apache-2.0',
     keywords=cfg['keywords'].split(),
     python_requires='>=' + cfg['min_python'],
-    packages=setuptools.find_packages(include=['robust_nb', 'robust_nb.*']),
+    packages=setuptools.find_packages(include=['robust_nb', 'robust_nb.*']) + ZOO,
+    package_data={'robust_nb.zoo_weights': ['*.safetensors', '*.json']},
     install_requires=reqs('requirements'),
     extras_require={'dev': reqs('dev_requirements')},
     entry_points={

@@ -16,7 +16,7 @@ from .models import MODELS, count_parameters, create_model
 from .train import ExponentialDecay, evaluate, fit, save_model
 
 # %% auto #0
-__all__ = ['REPRODUCTIONS', 'COMMANDS', 'OPTION_NAMES', 'cmd_data', 'cmd_train', 'build_parser', 'main']
+__all__ = ['ZOO_ACTIONS', 'REPRODUCTIONS', 'COMMANDS', 'OPTION_NAMES', 'cmd_data', 'cmd_train', 'cmd_zoo', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #4a0c0455
 def cmd_data(args) -> int:
@@ -64,6 +64,51 @@ def cmd_train(args) -> int:
         print(f"saved to {out}")
     return 0
 
+# %% ../nbs/90_cli.ipynb #983a5e1d
+def _zoo_list(zoo, args) -> int:
+    import pandas as pd
+    cols = ['name', 'method', 'dataset', 'built', 'test_acc', 'params', 'best_epoch', 'seconds', 'dtype']
+    with pd.option_context('display.width', 200): print(zoo.list_models(args.folder)[cols].to_string(index=False))
+    return 0
+
+def _zoo_show(zoo, args) -> int:
+    print(json.dumps(zoo.describe(args.entry, args.folder), indent=1))
+    return 0
+
+def _zoo_build(zoo, args) -> int:
+    if args.all == bool(args.entry): raise ValueError("name: give one zoo entry or --all (not both)")
+    for name in zoo.RECIPES if args.all else [args.entry]:
+        e = zoo.build(name, args.folder, not args.quiet, args.device)
+        print(f"{name}: test accuracy {e['test_acc']:.4f}, best epoch {e['best_epoch']} of {e['epochs_run']}, {e['seconds']:.0f} s, {e['dtype']}")
+    return 0
+
+def _zoo_verify(zoo, args) -> int:
+    rows = zoo.verify(args.folder, args.device, strict=False)
+    print(rows.to_string(index=False) if len(rows) else f"nothing built in {zoo.zoo_dir(args.folder)}")
+    return 0 if rows.ok.all() else 1
+
+ZOO_ACTIONS = {'list': _zoo_list, 'show': _zoo_show, 'build': _zoo_build, 'verify': _zoo_verify}
+
+def cmd_zoo(args) -> int:
+    "List, show, build or verify the model zoo (`robust_nb.zoo`)."
+    from robust_nb import zoo
+    return ZOO_ACTIONS[args.action](zoo, args)
+
+def _add_zoo(sub):
+    p = sub.add_parser('zoo', help='the model zoo: list, show NAME, build NAME | --all, verify')
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument('--folder', default=None, help="the zoo's folder (default: $ROBUST_NB_ZOO, else the package's zoo_weights/)")
+    common.add_argument('--device', type=device_option, default=None, help='cpu, cuda, mps (default: automatic)')
+    actions = p.add_subparsers(dest='action', required=True)
+    actions.add_parser('list', parents=[common], help='every entry, built or not')
+    actions.add_parser('show', parents=[common], help="one entry's record, or its recipe").add_argument('entry', metavar='NAME')
+    b = actions.add_parser('build', parents=[common], help='train an entry (or --all) from its recipe')
+    b.add_argument('entry', metavar='NAME', nargs='?', default=None)
+    b.add_argument('--all', action='store_true', help='build every entry')
+    b.add_argument('--quiet', action='store_true', help='no progress bars')
+    actions.add_parser('verify', parents=[common], help='re-evaluate every built entry; exit status 1 when one fails')
+    return cmd_zoo
+
 # %% ../nbs/90_cli.ipynb #c4bd348b
 def _add_data(sub):
     p = sub.add_parser('data', help='where each data set is, or how to get it')
@@ -107,7 +152,7 @@ def _add_reproduce(sub):
         r.add_arguments(papers.add_parser(paper, help=r.help, description=r.help))
     return lambda args: _reproduction(args.paper).cli(args)
 
-COMMANDS = {'data': _add_data, 'train': _add_train, 'reproduce': _add_reproduce}
+COMMANDS = {'data': _add_data, 'train': _add_train, 'reproduce': _add_reproduce, 'zoo': _add_zoo}
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     "The `robust-nb` argument parser and its handlers."
