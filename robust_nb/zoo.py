@@ -86,7 +86,7 @@ METHODS = {'xe': _xe, 'gauss': _gauss, 'mixup': _mixup, 'pgd_at': _adversarial(P
 
 # %% ../nbs/55_zoo.ipynb #eb802f36
 RECIPES: dict[str, ZooRecipe] = {
-    'xe': ZooRecipe('xe'),
+    'xe': ZooRecipe('xe', epochs=25),
     'gauss': ZooRecipe('gauss', dict(sigma=0.1)),
     'mixup': ZooRecipe('mixup', dict(alpha=0.4)),
     'pgd_at': ZooRecipe('pgd_at', dict(eps=0.1, steps=10), epochs=10),
