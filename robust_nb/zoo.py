@@ -12,14 +12,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
-from safetensors.torch import load_file, save_file
 
 import robust_nb
 from .core import CorruptFileError, atomic_write, check_choice, get_device, seed_everything
 from .data import ImageData, load_dataset
 from .models import LeNet, TiboGenerator, count_parameters
 from .synthetic import corner_task
-from .train import CrossEntropy, KeepBest, StepDecay, evaluate, fit
+from .train import _read_safetensors, _write_safetensors, CrossEntropy, KeepBest, StepDecay, evaluate, fit
 from .methods.augment import GaussianNoise, Mixup
 from .methods.ceb import CEB, VIB, StochasticHead
 from .methods.cotrain import CoTraining, CrossLipschitz
@@ -194,11 +193,12 @@ def build(name: str, # a key of `RECIPES`
     model, keep, hist = _train(r, train, val, device, progress)
     seconds = time.perf_counter() - t0
     tensors, dtype, acc = _stored(model, test, device)
-    path = atomic_write(folder/f'{name}.safetensors', lambda p: save_file(tensors, p))
+    path = folder/f'{name}.safetensors'
+    sha256 = _write_safetensors(path, tensors)
     path.chmod(0o644)  # readable by every user of an installed package
     entry = dict(method=r.method, recipe=dataclasses.asdict(r), seed=r.seed, epochs_run=len(hist), best_epoch=keep.best_epoch,
                  val_acc=keep.best, test_acc=acc, params=count_parameters(model), seconds=round(seconds, 1), machine=machine(),
-                 device=str(device), dtype=dtype, file=path.name, sha256=file_sha256(path), built_at=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+                 device=str(device), dtype=dtype, file=path.name, sha256=sha256, built_at=datetime.now(timezone.utc).isoformat(timespec='seconds'))
     _write_entry(folder, name, entry)
     return entry
 
@@ -206,14 +206,12 @@ def build(name: str, # a key of `RECIPES`
 def _names(folder) -> list[str]: return list(dict.fromkeys([*RECIPES, *read_manifest(folder)]))
 
 def _entry(name: str, folder: Path) -> dict:
-    "The manifest entry of a built zoo entry, its weights checked against the recorded hash."
+    "The manifest entry of a built zoo entry whose weights file exists (`load_model` checks its hash as it reads it)."
     m = read_manifest(folder)
     check_choice(name, 'name', _names(folder))
     if name not in m: raise FileNotFoundError(f"name: {name!r} is not built in {folder}; build it with: robust-nb zoo build {name}")
     path = folder/m[name]['file']
     if not path.exists(): raise FileNotFoundError(f"{path}: missing; build it with: robust-nb zoo build {name}")
-    if file_sha256(path) != m[name]['sha256']:
-        raise CorruptFileError(f"{path}: its SHA-256 does not match the zoo's manifest (the file is damaged or was replaced); rebuild it with: robust-nb zoo build {name}")
     return m[name]
 
 def _recipe_of(entry: dict) -> ZooRecipe:
@@ -227,7 +225,7 @@ def load_model(name: str, # a zoo entry
     device, folder = get_device(device), zoo_dir(folder)
     entry = _entry(name, folder)
     model = model_for(_recipe_of(entry))
-    tensors = load_file(str(folder/entry['file']))
+    tensors = _read_safetensors(folder/entry['file'], entry['sha256'], f"rebuild it with: robust-nb zoo build {name}")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
     return model.to(device).eval()
 
