@@ -38,6 +38,7 @@ class TrainState:
     generator: torch.Generator | None = None # the only source of randomness for objectives and transforms
     device: torch.device = field(default_factory=lambda: torch.device('cpu'))
     history: list = field(default_factory=list) # per-epoch records so far (objectives may read, e.g. accuracy thresholds)
+    stop: bool = False # set by a callback to end training after the current epoch
     @property
     def total_steps(self) -> int: return self.epochs * self.steps_per_epoch
     @property
@@ -557,7 +558,7 @@ def fit(model: nn.Module, # any classifier; trained in place
         keep: int | None = 2, # checkpoints kept (>= 1); None keeps every epoch's
         progress: bool = True, # tqdm progress bars with live loss and accuracy
         max_steps_per_epoch: int | None = None, # cut epochs short (quick runs), >= 1; None: whole epochs
-        callbacks: Sequence[Callable] = (), # each called as `callback(model, state)` after every epoch, its record in `state.history[-1]`
+        callbacks: Sequence[Callable] = (), # each called as `callback(model, state)` after every epoch, its record in `state.history[-1]`; one that sets `state.stop` ends training there
        ) -> pd.DataFrame:
     "Train `model` on `train` with `objective`; return the per-epoch history."
     run = _prepare(_check_fit_args(SimpleNamespace(**locals())))
@@ -567,6 +568,7 @@ def fit(model: nn.Module, # any classifier; trained in place
         if progress: print(' '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in rec.items()))
         if run.folder is not None: _save_epoch(run)
         for callback in callbacks: callback(model, run.state)
+        if run.state.stop: break
     return pd.DataFrame(run.state.history)
 
 def _tqdm():
@@ -575,13 +577,17 @@ def _tqdm():
 
 # %% ../nbs/03_train.ipynb #b97ad2a7
 class KeepBest:
-    "A `fit` callback that keeps a copy of the weights of the epoch with the best validation accuracy (`val` must be given to `fit`)."
-    def __init__(self): self.best, self.best_epoch, self.weights = -1.0, 0, None
+    "A `fit` callback that keeps a copy of the weights of the epoch with the best validation accuracy (`val` must be given to `fit`), and with `patience` stops training once that many epochs in a row have not improved on it."
+    def __init__(self, patience: int | None = None): # None: never stop early
+        if patience is not None and (not isinstance(patience, int) or patience < 1):
+            raise ValueError(f"patience: expected a positive int or None, got {patience!r}")
+        self.patience, self.best, self.best_epoch, self.weights = patience, -1.0, 0, None
     def __call__(self, model: nn.Module, state):
         acc = state.history[-1].get('val_acc', -1.0)
         if acc > self.best:
             self.best, self.best_epoch = acc, len(state.history)
             self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if self.patience is not None and len(state.history) - self.best_epoch >= self.patience: state.stop = True
     def restore(self, model: nn.Module) -> float:
         "Load the best epoch's weights into `model`; return that epoch's validation accuracy."
         if self.weights is not None: model.load_state_dict(self.weights)

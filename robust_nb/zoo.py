@@ -38,7 +38,8 @@ class ZooRecipe:
     "How one zoo entry is trained: the method and its arguments, and the training loop's settings."
     method: str # a key of `METHODS`
     params: dict = field(default_factory=dict) # arguments of the method's class (objective or transform)
-    epochs: int = 12 # at most; the best validation epoch is kept
+    epochs: int = 30 # at most; the best validation epoch is kept
+    patience: int | None = 3 # stop once validation accuracy has not risen for this many epochs (None: run every epoch)
     lr: float = 1e-3 # Adam
     milestones: tuple = () # epochs where the learning rate is multiplied by 0.1
     batch_size: int = 128
@@ -85,10 +86,10 @@ METHODS = {'xe': _xe, 'gauss': _gauss, 'mixup': _mixup, 'pgd_at': _adversarial(P
 
 # %% ../nbs/55_zoo.ipynb #eb802f36
 RECIPES: dict[str, ZooRecipe] = {
-    'xe': ZooRecipe('xe', epochs=25),
+    'xe': ZooRecipe('xe', epochs=25, patience=None),
     'gauss': ZooRecipe('gauss', dict(sigma=0.1)),
     'mixup': ZooRecipe('mixup', dict(alpha=0.4)),
-    'pgd_at': ZooRecipe('pgd_at', dict(eps=0.1, steps=10), epochs=10),
+    'pgd_at': ZooRecipe('pgd_at', dict(eps=0.1, steps=10), epochs=8),
     'fgsm_at': ZooRecipe('fgsm_at', dict(eps_max=0.1)),
     'tlat': ZooRecipe('tlat', dict(eps_max=0.1)),
     'mtlat': ZooRecipe('mtlat', dict(eps_max=0.1, alpha=0.4)),
@@ -172,7 +173,7 @@ def _train(r: ZooRecipe, train, val, device, progress) -> tuple[nn.Module, KeepB
     seed_everything(r.seed)
     model = model_for(r)
     objective, transform = METHODS[r.method](r, num_classes(r), train)
-    keep = KeepBest()
+    keep = KeepBest(r.patience)
     hist = fit(model, train, r.epochs, objective, val, r.batch_size, lr=r.lr, weight_decay=r.weight_decay,
                schedule=StepDecay(list(r.milestones)) if r.milestones else None, transform=transform, seed=r.seed,
                device=device, progress=progress, max_steps_per_epoch=r.max_steps_per_epoch, callbacks=[keep])
