@@ -34,7 +34,7 @@ data: install
 	fi
 
 demo: data
-	$(VENV)/bin/robust-nb reproduce fcl --quick --dataset fashion_mnist --out runs/demo
+	$(VENV)/bin/robust-nb compare --quick --out runs/demo
 
 test: data
 	$(VENV)/bin/nbdev_test --n_workers 2

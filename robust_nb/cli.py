@@ -16,7 +16,8 @@ from .models import MODELS, count_parameters, create_model
 from .train import ExponentialDecay, evaluate, fit, save_model
 
 # %% auto #0
-__all__ = ['ZOO_ACTIONS', 'REPRODUCTIONS', 'COMMANDS', 'OPTION_NAMES', 'cmd_data', 'cmd_train', 'cmd_zoo', 'build_parser', 'main']
+__all__ = ['ZOO_ACTIONS', 'REPRODUCTIONS', 'COMMANDS', 'OPTION_NAMES', 'cmd_data', 'cmd_train', 'cmd_zoo', 'cmd_compare',
+           'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #4a0c0455
 def cmd_data(args) -> int:
@@ -152,7 +153,23 @@ def _add_reproduce(sub):
         r.add_arguments(papers.add_parser(paper, help=r.help, description=r.help))
     return lambda args: _reproduction(args.paper).cli(args)
 
-COMMANDS = {'data': _add_data, 'train': _add_train, 'reproduce': _add_reproduce, 'zoo': _add_zoo}
+def cmd_compare(args) -> int:
+    "Compare the zoo's entries (`robust_nb.compare.run`)."
+    from robust_nb import compare
+    compare.run(args.quick, args.names, args.out, args.folder, args.device, progress=not args.quiet)
+    return 0
+
+def _add_compare(sub):
+    p = sub.add_parser('compare', help="every zoo entry on the same footing: clean, PGD, AutoAttack, margins, corruptions, mCE")
+    p.add_argument('--quick', action='store_true', help='a few hundred images and fewer steps (about two minutes); writes compare_fmnist_quick.json')
+    p.add_argument('--names', nargs='+', default=None, metavar='NAME', help='zoo entries to compare (default: every built Fashion-MNIST entry)')
+    p.add_argument('--out', type=out_option, default='benchmarks/results', help='folder for the JSON and the heatmap')
+    p.add_argument('--folder', default=None, help="the zoo's folder (default: $ROBUST_NB_ZOO, else the package's zoo_weights/)")
+    p.add_argument('--device', type=device_option, default=None, help='cpu, cuda, mps (default: automatic)')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    return cmd_compare
+
+COMMANDS = {'data': _add_data, 'train': _add_train, 'reproduce': _add_reproduce, 'zoo': _add_zoo, 'compare': _add_compare}
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     "The `robust-nb` argument parser and its handlers."

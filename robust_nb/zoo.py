@@ -38,10 +38,10 @@ class ZooRecipe:
     "How one zoo entry is trained: the method and its arguments, and the training loop's settings."
     method: str # a key of `METHODS`
     params: dict = field(default_factory=dict) # arguments of the method's class (objective or transform)
-    epochs: int = 30 # at most; the best validation epoch is kept
-    patience: int | None = 3 # stop once validation accuracy has not risen for this many epochs (None: run every epoch)
+    epochs: int = 10 # at most; the best validation epoch is kept
+    patience: int | None = None # stop once validation accuracy has not risen for this many epochs (None: run every epoch)
     lr: float = 1e-3 # Adam
-    milestones: tuple = () # epochs where the learning rate is multiplied by 0.1
+    milestones: tuple = (6, 9) # epochs where the learning rate is multiplied by 0.1
     batch_size: int = 128
     weight_decay: float = 0.0
     seed: int = 0
@@ -86,10 +86,10 @@ METHODS = {'xe': _xe, 'gauss': _gauss, 'mixup': _mixup, 'pgd_at': _adversarial(P
 
 # %% ../nbs/55_zoo.ipynb #eb802f36
 RECIPES: dict[str, ZooRecipe] = {
-    'xe': ZooRecipe('xe', epochs=25, patience=None),
+    'xe': ZooRecipe('xe', epochs=25, milestones=()),
     'gauss': ZooRecipe('gauss', dict(sigma=0.1)),
     'mixup': ZooRecipe('mixup', dict(alpha=0.4)),
-    'pgd_at': ZooRecipe('pgd_at', dict(eps=0.1, steps=10), epochs=8),
+    'pgd_at': ZooRecipe('pgd_at', dict(eps=0.1, steps=10), epochs=8, patience=3, milestones=()),
     'fgsm_at': ZooRecipe('fgsm_at', dict(eps_max=0.1)),
     'tlat': ZooRecipe('tlat', dict(eps_max=0.1)),
     'mtlat': ZooRecipe('mtlat', dict(eps_max=0.1, alpha=0.4)),
@@ -198,7 +198,7 @@ def build(name: str, # a key of `RECIPES`
     sha256 = _write_safetensors(path, tensors)
     path.chmod(0o644)  # readable by every user of an installed package
     entry = dict(method=r.method, recipe=dataclasses.asdict(r), seed=r.seed, epochs_run=len(hist), best_epoch=keep.best_epoch,
-                 val_acc=keep.best, test_acc=acc, params=count_parameters(model), seconds=round(seconds, 1), machine=machine(),
+                 val_acc=keep.best, val_history=[round(float(v), 4) for v in hist['val_acc']], test_acc=acc, params=count_parameters(model), seconds=round(seconds, 1), machine=machine(),
                  device=str(device), dtype=dtype, file=path.name, sha256=sha256, built_at=datetime.now(timezone.utc).isoformat(timespec='seconds'))
     _write_entry(folder, name, entry)
     return entry
@@ -270,8 +270,10 @@ def build_all(folder: str | Path | None = None, progress: bool = True, device: s
 
 # %% ../nbs/55_zoo.ipynb #d3861129
 def describe(name: str, folder: str | Path | None = None) -> dict:
-    "Everything known about entry `name`: its manifest record once built, else its recipe with `built` False."
+    "Everything known about entry `name`: its manifest record once built (with its card once `robust-nb compare` has written one), else its recipe with `built` False."
     folder = zoo_dir(folder)
     m = read_manifest(folder)
     check_choice(name, 'name', _names(folder))
-    return {'name': name, 'built': True, **m[name]} if name in m else {'name': name, 'built': False, 'recipe': dataclasses.asdict(recipe(name))}
+    if name not in m: return {'name': name, 'built': False, 'recipe': dataclasses.asdict(recipe(name))}
+    cards = json.loads((folder/'cards.json').read_text()) if (folder/'cards.json').exists() else {}
+    return {'name': name, 'built': True, **m[name], **({'card': cards[name]} if name in cards else {})}

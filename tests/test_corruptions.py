@@ -51,7 +51,7 @@ def test_input_not_mutated():
 NOT_MONOTONE = {'frost', 'snow', 'elastic_transform', 'saturate', 'spatter'}
 MONOTONE = [n for n in SUITES['imagenet_c19'] + SUITES['extra'] + ['uniform_pixel_noise'] if n not in NOT_MONOTONE]
 
-@pytest.mark.parametrize('table', ['cifar', 'imagenet'])
+@pytest.mark.parametrize('table', ['cifar', 'imagenet', 'mnist'])
 @pytest.mark.parametrize('name', MONOTONE)
 def test_change_grows_with_severity(name, table):
     if (name, table) == ('glass_blur', 'cifar'):
@@ -121,7 +121,7 @@ def test_unknown_names_list_known():
         corrupt(x8, 'rain')
     with pytest.raises(ValueError, match='suite: unknown suite .*imagenet_c.*mtlat19.*mnist_c'):
         suite_names('cifar-c')
-    with pytest.raises(ValueError, match="table: unknown value 'tiny'; accepted: 'cifar', 'imagenet'"):
+    with pytest.raises(ValueError, match="table: unknown value 'tiny'; accepted: 'cifar', 'imagenet', 'mnist'"):
         corrupt(x8, 'fog', 1, table='tiny')
 
 

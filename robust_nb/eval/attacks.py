@@ -11,13 +11,14 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor, nn
 
-from ..core import check_choice, check_float, check_int, check_model, check_model_input, eval_mode, make_generator, predict_classes
+from ..core import check_choice, check_float, check_int, check_model, check_model_input, eval_mode, make_generator, model_device, predict_classes
 from .preflight import preflight_once
 from ..train import soft_cross_entropy
 
 # %% auto #0
 __all__ = ['Norm', 'NORMS', 'ATTACKS', 'uniform_ball', 'random_start_noise', 'fgsm', 'pgd', 'least_likely_target', 'pgd_ll',
-           'mi_fgsm', 'cw_l2', 'BoxL2Solver', 'input_jacobian', 'boundary_gradient_attack', 'get_attack']
+           'mi_fgsm', 'cw_l2', 'BoxL2Solver', 'input_jacobian', 'boundary_gradient_attack', 'get_attack',
+           'attack_batches']
 
 # %% ../../nbs/11_eval.attacks.ipynb #48cd2dba
 Norm = Literal['linf', 'l2']
@@ -427,3 +428,10 @@ ATTACKS: dict[str, Callable] = dict(fgsm=fgsm, pgd=pgd, pgd_ll=pgd_ll, mi_fgsm=m
 def get_attack(attack: str | Callable) -> Callable:
     "The attack function for a name in `ATTACKS` (a callable is returned as is)."
     return attack if callable(attack) else ATTACKS[check_choice(attack, 'attack', ATTACKS)]
+
+def attack_batches(fn: Callable, # `fn(model, xb, yb)` returns adversarial images for one batch
+                   model: nn.Module, x: Tensor, y: Tensor,
+                   batch_size: int = 256) -> Tensor:
+    "Adversarial images for all of `x`, made batch by batch on the model's device and returned on the CPU."
+    dev, batch_size = model_device(model), check_int(batch_size, 'batch_size', min=1)
+    return torch.cat([fn(model, x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)).detach().cpu() for i in range(0, len(x), batch_size)])

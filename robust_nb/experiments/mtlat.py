@@ -17,7 +17,7 @@ from ..core import check_int, eval_mode, get_device, make_generator, model_devic
 from ..data import ImageData, as_tensors, load_dataset
 from ..models import MODELS, create_model
 from ..train import CrossEntropy, StepDecay, TrainState, fit
-from ..eval.attacks import cw_l2, mi_fgsm, pgd, pgd_ll
+from ..eval.attacks import attack_batches, cw_l2, mi_fgsm, pgd, pgd_ll
 from ..eval.corruptions import SUITES
 from ..eval.benchmark import corruption_sweep
 from ..eval.measures import accuracy
@@ -38,18 +38,13 @@ CORRUPTION_NAMES: list[str] = list(SUITES['mtlat19'])
 ATTACK_NAMES: list[str] = ['pgd', 'pgd_ll', 'cw_l2', 'mi_fgsm_0.04', 'mi_fgsm_0.08']
 PERTURBATIONS: list[str] = CORRUPTION_NAMES + ATTACK_NAMES
 
-def _batched(fn, model, x, y, batch_size=256) -> torch.Tensor:
-    "Adversarial images from `fn(model, xb, yb)` over batches (computed on the model's device, returned on the CPU)."
-    dev = model_device(model)
-    return torch.cat([fn(model, x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
-
 def transfer_examples(surrogate: nn.Module, # the model the black-box attacks are crafted on (M-TLAT: a VGG)
                       data, # ImageData or a pair (x, y)
                       eps: Sequence[float] = (0.04, 0.08), # MI-FGSM budgets
                       steps: int = 10, batch_size: int = 256) -> dict[str, torch.Tensor]:
     "MI-FGSM examples crafted on `surrogate`, keyed `mi_fgsm_<eps>`: craft once, score every model on them."
     x, y = as_tensors(data)
-    return {f'mi_fgsm_{e:g}': _batched(lambda m, xb, yb: mi_fgsm(m, xb, yb, e, steps=steps), surrogate, x, y, batch_size) for e in eps}
+    return {f'mi_fgsm_{e:g}': attack_batches(lambda m, xb, yb: mi_fgsm(m, xb, yb, e, steps=steps), surrogate, x, y, batch_size) for e in eps}
 
 def _check_inputs(x: torch.Tensor, k: int | None, surrogate: nn.Module | None, transfer: dict | None):
     "A `ValueError` for a surrogate made for another number of classes, or transfer examples not shaped like `x`."
@@ -71,7 +66,7 @@ def _attack_accuracies(model, x, y, eps: float, steps: int, cw: dict, batch_size
     attacks = {'pgd': lambda m, xb, yb: pgd(m, xb, yb, eps, steps=steps),
                'pgd_ll': lambda m, xb, yb: pgd_ll(m, xb, yb, eps, steps=steps),
                'cw_l2': lambda m, xb, yb: cw_l2(m, xb, yb, **cw)}
-    return {n: accuracy(model, (_batched(fn, model, x, y, batch_size), y), batch_size) for n, fn in attacks.items()}
+    return {n: accuracy(model, (attack_batches(fn, model, x, y, batch_size), y), batch_size) for n, fn in attacks.items()}
 
 # %% ../../nbs/52_experiments.mtlat.ipynb #c6944f84
 def perturbation_benchmark(model: nn.Module, # classifier taking [B, C, H, W] in [0, 1]
