@@ -156,7 +156,7 @@ def _add_reproduce(sub):
 def cmd_compare(args) -> int:
     "Compare the zoo's entries (`robust_nb.compare.run`)."
     from robust_nb import compare
-    compare.run(args.quick, args.names, args.out, args.folder, args.device, progress=not args.quiet)
+    compare.run(args.quick, args.names, args.out, args.folder, args.device, progress=not args.quiet, cache=args.cache)
     return 0
 
 def _add_compare(sub):
@@ -166,6 +166,7 @@ def _add_compare(sub):
     p.add_argument('--out', type=out_option, default='benchmarks/results', help='folder for the JSON and the heatmap')
     p.add_argument('--folder', default=None, help="the zoo's folder (default: $ROBUST_NB_ZOO, else the package's zoo_weights/)")
     p.add_argument('--device', type=device_option, default=None, help='cpu, cuda, mps (default: automatic)')
+    p.add_argument('--cache', default=None, metavar='DIR', help="keep each entry's per-image results here; a rerun evaluates only new entries")
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return cmd_compare
 

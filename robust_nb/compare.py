@@ -4,7 +4,7 @@
 
 # %% ../nbs/56_compare.ipynb #4b94c77d
 from __future__ import annotations
-import dataclasses, json, math, time
+import dataclasses, hashlib, json, math, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -28,8 +28,8 @@ from . import zoo
 __all__ = ['FULL', 'QUICK', 'COLUMNS', 'CompareConfig', 'robust_mask', 'pgd_robust', 'autoattack_robust', 'margins',
            'input_diameter', 'suite_images', 'suite_correct', 'headroom', 'targeted_flips', 'sanity_rows',
            'autoattack_gap', 'bootstrap_weights', 'interval', 'accuracy_ci', 'mce_samples', 'evaluate_entry',
-           'summarise', 'Comparison', 'compare', 'card', 'corner_table', 'table', 'summary', 'to_json', 'from_json',
-           'save', 'load', 'heatmap', 'save_cards', 'load_cards', 'run']
+           'summarise', 'Comparison', 'weights_key', 'compare', 'card', 'corner_table', 'table', 'summary', 'to_json',
+           'from_json', 'save', 'load', 'heatmap', 'save_cards', 'load_cards', 'run']
 
 # %% ../nbs/56_compare.ipynb #921b462a
 @dataclass(frozen=True)
@@ -226,6 +226,23 @@ def _models(models, folder, device) -> dict[str, nn.Module]:
 def _test_images(cfg: CompareConfig) -> tuple[Tensor, Tensor]:
     return as_tensors(load_dataset('fashion_mnist', 'test'), check_int(cfg.n, 'n', min=1), cfg.seed)
 
+def weights_key(model: nn.Module) -> str:
+    "A short hash of a model's parameters and buffers: the same weights, the same key."
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()): h.update(k.encode()); h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+def _cached(cache, name: str, model: nn.Module, base: nn.Module, cfg: CompareConfig, compute: Callable) -> dict:
+    "`compute()`, or what it returned before for the same weights, baseline and config (files in `cache`)."
+    if cache is None: return compute()
+    key = hashlib.sha256(f"{json.dumps(dataclasses.asdict(cfg), sort_keys=True)} {weights_key(model)} {weights_key(base)}".encode()).hexdigest()[:16]
+    path = Path(cache)/f'{name}-{key}.pt'
+    if path.exists(): return torch.load(path, weights_only=False)
+    raw = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda p: torch.save(raw, p))
+    return raw
+
 def _transfer(model: nn.Module, x: Tensor, y: Tensor, cfg: CompareConfig) -> Tensor:
     "PGD at L-inf 0.1 crafted on the baseline: the transfer attack of the masking checks."
     g = make_generator(derive_seed(cfg.seed, 5))
@@ -241,7 +258,8 @@ def compare(models: Sequence[str] | dict | None = None, # zoo names, a dict name
             baseline: str = 'xe', # the entry mCE is relative to and transfer attacks are crafted on
             folder: str | Path | None = None, # the zoo's folder
             device: str | None = None,
-            progress: bool = True) -> Comparison:
+            progress: bool = True,
+            cache: str | Path | None = None) -> Comparison: # keep each entry's per-image results here: a rerun evaluates only new entries or settings
     "Evaluate every entry on the same images, attacks and corruptions; return records, cards and the suite's headroom."
     t0, device = time.perf_counter(), get_device(device)
     if cfg.autoattack_eps not in cfg.linf: raise ValueError(f"cfg: autoattack_eps {cfg.autoattack_eps} must be one of the L-inf PGD budgets {cfg.linf}")
@@ -253,7 +271,7 @@ def compare(models: Sequence[str] | dict | None = None, # zoo names, a dict name
     bar, raws = _bar(len(models), progress), {}
     for name, model in models.items():
         bar.set_postfix_str(name)
-        raws[name] = evaluate_entry(model, x, y, cfg, images, None if name == baseline else transfer)
+        raws[name] = _cached(cache, name, model, models[baseline], cfg, lambda: evaluate_entry(model, x, y, cfg, images, None if name == baseline else transfer))
         bar.update()
     bar.close()
     manifest = zoo.read_manifest(folder)
@@ -388,9 +406,10 @@ def run(quick: bool = False, # the QUICK config (a few hundred images): seconds 
         out: str | Path = 'benchmarks/results', # folder for compare_fmnist[_quick].json and its heatmap
         folder: str | Path | None = None, device: str | None = None,
         cards: bool | None = None, # write the cards into the zoo's folder (default: for the full comparison only)
-        progress: bool = True) -> Comparison:
+        progress: bool = True,
+        cache: str | Path | None = None) -> Comparison: # per-entry results kept between runs (see `compare`)
     "Compare the zoo's entries, print the table, write the JSON and the heatmap (and the cards); return the comparison."
-    comp = compare(list(names) if names else None, QUICK if quick else FULL, folder=folder, device=device, progress=progress)
+    comp = compare(list(names) if names else None, QUICK if quick else FULL, folder=folder, device=device, progress=progress, cache=cache)
     built = zoo.read_manifest(folder)
     if not names and all(n in built for n in ('corner_xe', 'corner_fcl')): comp.corner = corner_table(folder=folder, device=device)
     path = save(comp, Path(out)/('compare_fmnist_quick.json' if quick else 'compare_fmnist.json'))
