@@ -284,7 +284,7 @@ class _Closest:
         self.best = torch.where(_col(better, xa), xa, self.best)
 
 def _cw_run(model, x, y, target, cc, closest: _Closest, steps: int, confidence: float, lr: float, check: bool):
-    "Adam from `x` for one value of `c` per image: `(won, last)`, whether each image ever beat the margin and the last iterate."
+    "Adam from `x` for one value of `c` per image; `closest` keeps what beat the margin. Returns whether each image ever did."
     w, m, v = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6)), torch.zeros_like(x), torch.zeros_like(x)
     won = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for t in range(1, steps + 1):
@@ -293,7 +293,7 @@ def _cw_run(model, x, y, target, cc, closest: _Closest, steps: int, confidence: 
         closest.offer(xa, l2, ok)
         won |= ok
         w, m, v = _adam_step(w, g, m, v, t, lr)
-    return won, xa
+    return won
 
 def _bisect_c(cc: Tensor, lo: Tensor, hi: Tensor, won: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     "Carlini and Wagner's search over c: bisect between the largest c that failed and the smallest that won; x10 until one wins."
@@ -317,12 +317,12 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor,
     with eval_mode(model):
         if eps == 0: return _unchanged(model, x, y, target)
         preflight_once(model, x, y)
-        closest, last = _Closest(x), x.clone()
+        closest = _Closest(x)
         cc, lo, hi = (torch.full((len(x),), v, device=x.device) for v in (c0, 0., math.inf))
         for s in range(search_steps):
-            won, last = _cw_run(model, x, y, target, cc, closest, steps, confidence, lr, check=s == 0)
+            won = _cw_run(model, x, y, target, cc, closest, steps, confidence, lr, check=s == 0)
             cc, lo, hi = _bisect_c(cc, lo, hi, won)
-    out = torch.where(_col(torch.isfinite(closest.l2), x), closest.best, last)
+    out = closest.best  # x itself where no iterate beat the margin
     return out if eps == math.inf else (x + _project(out - x, eps, 'l2')).clamp_(0, 1)
 
 # %% ../../nbs/11_eval.attacks.ipynb #37c5554b
