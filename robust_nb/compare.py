@@ -14,14 +14,14 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .core import atomic_write, check_choice, check_int, derive_seed, environment_info, eval_mode, get_device, make_generator, predict_classes
+from .core import atomic_write, check_choice, check_int, derive_seed, environment_info, eval_mode, get_device, make_generator, model_device, predict_classes
 from .data import as_tensors, load_dataset
 from .eval.attacks import attack_batches, fgsm, pgd
-from .eval.benchmark import corruption_sweep
 from .eval.corruptions import CORRUPTIONS, corruption_seed, suite_names
 from .eval.measures import clopper_pearson, minimal_perturbation
 from .eval.preflight import MaskingFlag, masking_flags, preflight
 from .synthetic import corner_task, noisy_test_sets
+from .models import count_parameters
 from . import zoo
 
 # %% auto #0
@@ -76,11 +76,12 @@ def autoattack_robust(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps:
                       norm: str = 'Linf') -> Tensor:
     "Per image: robust to APGD-CE and then targeted APGD-DLR (torchattacks), AutoAttack's white-box core."
     import torchattacks
-    with eval_mode(model), torch.no_grad(): k = model(x[:1].to(next(model.parameters()).device)).shape[1]
+    dev = model_device(model)
+    with eval_mode(model), torch.no_grad(): k = model(x[:1].to(dev)).shape[1]
     ok = predict_classes(model, x, batch_size) == y
     attacks = (torchattacks.APGD(model, norm=norm, eps=eps, steps=steps, n_restarts=1, seed=seed, loss='ce'),
                torchattacks.APGDT(model, norm=norm, eps=eps, steps=steps, n_restarts=1, seed=seed, n_classes=k))
-    preflight(model, x[:32].to(next(model.parameters()).device), y[:32].to(next(model.parameters()).device))
+    preflight(model, x[:32].to(dev), y[:32].to(dev))
     for atk in attacks:
         idx = ok.nonzero().flatten()
         if len(idx) == 0: break
@@ -90,7 +91,7 @@ def autoattack_robust(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps:
 # %% ../nbs/56_compare.ipynb #1e99f167
 def margins(model: nn.Module, x: Tensor, batch_size: int = 500) -> Tensor:
     "L2 distance of each image to the closest change of prediction found by FGSM, PGD and the boundary-gradient attack (inf: none)."
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     return torch.cat([minimal_perturbation(model, x[i:i + batch_size].to(dev), ('fgsm', 'pgd', 'bg'), 'l2', batch_size=batch_size).distance.cpu()
                       for i in range(0, len(x), batch_size)])
 
@@ -169,7 +170,7 @@ def mce_samples(errors: Tensor, base_errors: Tensor, weights: Tensor) -> Tensor:
 # %% ../nbs/56_compare.ipynb #f9f5702e
 def evaluate_entry(model: nn.Module, x: Tensor, y: Tensor, cfg: CompareConfig, images: dict, transfer: Tensor | None = None) -> dict:
     "Every per-image measure of one model: clean, PGD per budget, AutoAttack, margins, suite, targeted attack, masking flags."
-    dev, bs = next(model.parameters()).device, cfg.batch_size
+    dev, bs = model_device(model), cfg.batch_size
     report = preflight(model, x[:32].to(dev), y[:32].to(dev))
     pgd_masks = {(norm, eps): pgd_robust(model, x, y, norm, eps, cfg.pgd_steps, cfg.seed, bs) for norm, budgets in (('linf', cfg.linf), ('l2', cfg.l2)) for eps in budgets}
     aa = autoattack_robust(model, x[:cfg.n_autoattack], y[:cfg.n_autoattack], cfg.autoattack_eps, cfg.autoattack_steps, cfg.seed, bs)
@@ -280,7 +281,7 @@ def compare(models: Sequence[str] | dict | None = None, # zoo names, a dict name
     return Comparison(records, cards, headroom(raws[baseline]['suite'], list(images)), cfg, environment_info(device), time.perf_counter() - t0, baseline)
 
 def _training(entry: dict, model: nn.Module) -> dict:
-    return dict(method=entry.get('method', ''), params=sum(p.numel() for p in model.parameters()), train_seconds=entry.get('seconds', math.nan))
+    return dict(method=entry.get('method', ''), params=count_parameters(model), train_seconds=entry.get('seconds', math.nan))
 
 # %% ../nbs/56_compare.ipynb #8ff18136
 def card(record: dict, entry: dict, cfg: CompareConfig) -> dict:
