@@ -13,7 +13,7 @@ from .core import get_device, seed_everything
 from .data import DATASETS, data_status, get_spec, load_dataset, verify_datasets
 from .experiments.common import device_option, float_option, int_option, out_option
 from .models import MODELS, count_parameters, create_model
-from .train import ExponentialDecay, evaluate, fit, save_model
+from .train import ExponentialDecay, evaluate, fit, init_distributed, save_model, world
 
 # %% auto #0
 __all__ = ['ZOO_ACTIONS', 'REPRODUCTIONS', 'COMMANDS', 'OPTION_NAMES', 'cmd_data', 'cmd_train', 'cmd_zoo', 'cmd_compare',
@@ -38,8 +38,9 @@ def cmd_data(args) -> int:
 
 # %% ../nbs/90_cli.ipynb #391392c0
 def cmd_train(args) -> int:
-    "Train `--model` on `--dataset`; print the history and the test accuracy."
-    device = get_device(args.device)
+    "Train `--model` on `--dataset`; print the history and the test accuracy (under `torchrun`, data-parallel: rank 0 prints and writes)."
+    device = init_distributed(get_device(args.device))
+    say = print if world()[0] == 0 else lambda *a: None  # under torchrun only rank 0 speaks
     spec = get_spec(args.dataset)
     train = load_dataset(args.dataset, 'train')
     test = load_dataset(args.dataset, 'test')
@@ -48,21 +49,21 @@ def cmd_train(args) -> int:
     train, val = train.split(args.val_size, seed=args.seed)
     seed_everything(args.seed)
     model = create_model(args.model, in_channels=spec.shape[0], num_classes=spec.num_classes, image_size=spec.shape[1])
-    print(f"{args.model} ({count_parameters(model):,} parameters) on {args.dataset}: {len(train)} train / {len(val)} val / {len(test)} test images, device {device}")
+    say(f"{args.model} ({count_parameters(model):,} parameters) on {args.dataset}: {len(train)} train / {len(val)} val / {len(test)} test images, device {device}")
     t0 = time.perf_counter()
     hist = fit(model, train, epochs=args.epochs, val=val, batch_size=args.batch_size, lr=args.lr,
                schedule=ExponentialDecay(args.lr_decay) if args.lr_decay != 1 else None,
                seed=args.seed, device=device, progress=not args.quiet)
     res = evaluate(model, test, device=device)
-    print(hist.to_string(index=False, float_format=lambda v: f'{v:.4f}'))
-    print(f"test accuracy: {res['acc']:.4f}  (test loss {res['loss']:.4f}, {time.perf_counter() - t0:.1f} s)")
-    if args.out:
+    say(hist.to_string(index=False, float_format=lambda v: f'{v:.4f}'))
+    say(f"test accuracy: {res['acc']:.4f}  (test loss {res['loss']:.4f}, {time.perf_counter() - t0:.1f} s)")
+    if args.out and world()[0] == 0:
         out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
         save_model(model, out/f'{args.model}_{args.dataset}', {'model': args.model, 'dataset': args.dataset, 'seed': args.seed, 'test_acc': res['acc']})
         hist.to_csv(out/'history.csv', index=False)
         (out/'result.json').write_text(json.dumps({'model': args.model, 'dataset': args.dataset, 'seed': args.seed, 'epochs': args.epochs,
                                                    'test_acc': res['acc'], 'test_loss': res['loss'], 'device': str(device)}, indent=1))
-        print(f"saved to {out}")
+        say(f"saved to {out}")
     return 0
 
 # %% ../nbs/90_cli.ipynb #983a5e1d
@@ -197,3 +198,5 @@ def _as_option(message: str, args) -> str:
     if name in OPTION_NAMES: return f"{OPTION_NAMES[name]}: {rest}"
     if name in vars(args): return f"--{name.replace('_', '-')}: {rest}"
     return message
+
+if __name__ == '__main__': sys.exit(main())  # `python -m robust_nb.cli`, as `torchrun -m robust_nb.cli train ...` runs it

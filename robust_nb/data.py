@@ -123,15 +123,26 @@ def tensors(self: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
 @patch
 def batches(self: ImageData, batch_size: int = 256, shuffle: bool = False,
             generator: torch.Generator | int | None = None, # generator or seed for the shuffle
-            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    "Float mini-batches `(x, y)` of `batch_size`, in order or shuffled with `generator`."
+            drop_last: bool = False,
+            shard: tuple[int, int] = (0, 1), # (rank, number of ranks): yield only this rank's part of every batch (data-parallel training)
+           ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    "Float mini-batches `(x, y)` of `batch_size`, in order or shuffled with `generator` (with `shard`, this rank's part of each)."
     batch_size = check_int(batch_size, 'batch_size', min=1)
+    rank, ranks = shard
+    if not 0 <= rank < ranks: raise ValueError(f"shard: expected (rank, number of ranks) with 0 <= rank < number of ranks, got {shard!r}")
     n = len(self)
     if n == 0: raise ValueError(f"data: the data set {self.name!r} is empty")
     order = torch.randperm(n, generator=make_generator(generator, name='generator')).to(self.device) if shuffle else None
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     for i in range(0, stop, batch_size):
-        yield self[order[i:i + batch_size]] if order is not None else self[i:i + batch_size]
+        i, j = _shard_bounds(i, min(i + batch_size, n), rank, ranks)
+        yield self[order[i:j]] if order is not None else self[i:j]
+
+def _shard_bounds(i: int, j: int, rank: int, ranks: int) -> tuple[int, int]:
+    "The positions of `rank`'s part of positions `i..j-1` cut into `ranks` contiguous parts whose sizes differ by at most one."
+    q, r = divmod(j - i, ranks)
+    start = i + rank * q + min(rank, r)
+    return start, start + q + (rank < r)
 
 # %% ../nbs/01_data.ipynb #f20f76ed
 @patch

@@ -24,8 +24,8 @@ from .data import ImageData, _check_unit_range
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'TrainState', 'Objective', 'soft_cross_entropy', 'widen_half', 'hard_labels', 'CrossEntropy', 'Schedule',
            'Constant', 'StepDecay', 'ExponentialDecay', 'Warmup', 'Piecewise', 'split_state', 'join_state',
-           'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'save_model', 'load_model', 'evaluate',
-           'optimizer_backward', 'fit', 'KeepBest']
+           'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'save_model', 'load_model', 'evaluate', 'world',
+           'init_distributed', 'optimizer_backward', 'fit', 'KeepBest']
 
 # %% ../nbs/03_train.ipynb #3e9aeb50
 @dataclass
@@ -387,6 +387,21 @@ def _make_optimizer(model, optimizer, lr, weight_decay, momentum, nesterov) -> t
     if not isinstance(opt, torch.optim.Optimizer): raise ValueError(f"optimizer: the function returned a {type(opt).__name__}, not a torch.optim.Optimizer")
     return opt
 
+# %% ../nbs/03_train.ipynb #6fb6f970
+def world() -> tuple[int, int]:
+    "(rank, number of ranks) of this process: those of the `torch.distributed` process group, (0, 1) without one."
+    d = torch.distributed
+    return (d.get_rank(), d.get_world_size()) if d.is_available() and d.is_initialized() else (0, 1)
+
+def init_distributed(device: torch.device) -> torch.device:
+    "Join the process group `torchrun` describes in the environment (gloo on the CPU, NCCL on GPUs), once; return the device this rank computes on."
+    if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return device
+    if device.type == 'cuda' and device.index is None:
+        device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0')))
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized(): torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+    return device
+
 # %% ../nbs/03_train.ipynb #fa9be94f
 @dataclass
 class _Run:
@@ -406,23 +421,33 @@ class _Run:
     keep: int | None
     progress: bool
     last_good: Path | None = None # the last checkpoint written or resumed from
-    def __post_init__(self): self.base_lrs = [g['lr'] for g in self.opt.param_groups]
+    rank: int = 0 # this process's rank under torchrun
+    ranks: int = 1 # the number of ranks
+    def __post_init__(self):
+        self.base_lrs = [g['lr'] for g in self.opt.param_groups]
+        self.params = [p for g in self.opt.param_groups for p in g['params'] if p.requires_grad]
+        self.global_batch = min(self.batch_size, len(self.train)) # every batch's size over all ranks (the last one is dropped when short)
+        self.buffers = [b for b in self.model.buffers() if b.is_floating_point()]
     @property
     def note(self) -> str: return _last_good(self.folder, self.last_good)
 
 def _prepare(o: SimpleNamespace) -> _Run:
     "The run `fit`'s checked arguments `o` ask for: model, objective, transform and data on the device, the optimiser made."
-    device = get_device(o.device)
+    device = init_distributed(get_device(o.device))
+    rank, ranks = world()
+    if ranks > min(o.batch_size, len(o.train)):
+        raise ValueError(f"batch_size: {ranks} ranks need batches of at least {ranks} images, got batch_size={o.batch_size} on {len(o.train)} images")
     objective = o.objective or CrossEntropy()
     for m in (o.model, objective, o.transform):
         if isinstance(m, nn.Module): m.to(device)
     train = o.train.to(device)
     spe = train.num_batches(o.batch_size, drop_last=len(train) > o.batch_size)
     state = TrainState(epochs=o.epochs, steps_per_epoch=min(spe, o.max_steps_per_epoch or spe), device=device)
+    if ranks > 1: _broadcast(list(o.model.parameters()) + list(o.model.buffers()))
     return _Run(o.model, _make_optimizer(o.model, o.optimizer, o.lr, o.weight_decay, o.momentum, o.nesterov), objective, o.transform,
                 o.schedule or Constant(), state, train, o.val.to(device) if o.val is not None else None, o.batch_size,
                 device.type == 'cuda' if o.amp is None else o.amp, o.seed,
-                Path(o.checkpoint_dir) if o.checkpoint_dir is not None else None, o.keep, o.progress)
+                Path(o.checkpoint_dir) if o.checkpoint_dir is not None else None, o.keep, o.progress and rank == 0, rank=rank, ranks=ranks)
 
 def _states(run: _Run) -> dict:
     "What a checkpoint holds: the model, the optimiser, and the `checkpoint_state()` of the objective and transform where they have one."
@@ -469,13 +494,15 @@ def _resume(run: _Run) -> int:
     return done
 
 def _save_epoch(run: _Run) -> Path:
-    "Checkpoint the epoch just finished, unless a model or optimiser tensor is not finite: then a `TrainingDivergedError` and nothing written."
-    state = run.state
+    "Checkpoint the epoch just finished (rank 0 writes, the other ranks wait for it), unless a model or optimiser tensor is not finite: then a `TrainingDivergedError` and nothing written."
+    state, name = run.state, f'ckpt-{run.state.epoch + 1:04d}'
     if (bad := _nonfinite(run.model, run.opt)) is not None:
         raise TrainingDivergedError(f"{bad} holds NaN or infinite values at the end of epoch {state.epoch + 1} (step {state.step}); "
                                     f"no checkpoint was written for it.{run.note}")
-    run.last_good = save_checkpoint(run.folder, f'ckpt-{state.epoch + 1:04d}', _states(run),
-                                    {'epoch': state.epoch, 'history': state.history, 'seed': run.seed}, keep=run.keep)
+    if run.rank == 0:
+        save_checkpoint(run.folder, name, _states(run), {'epoch': state.epoch, 'history': state.history, 'seed': run.seed}, keep=run.keep)
+    if run.ranks > 1: torch.distributed.barrier()
+    run.last_good = run.folder/f'{name}.safetensors'
     return run.last_good
 
 # %% ../nbs/03_train.ipynb #f5958f7f
@@ -495,7 +522,9 @@ def _step(run: _Run, batch, where: str) -> tuple[int, dict]:
     if not torch.isfinite(loss): raise TrainingDivergedError(f"loss became {loss.item()} {where}.{run.note}")
     opt.zero_grad(set_to_none=True)
     optimizer_backward(loss, opt)
+    if run.ranks > 1: _average_gradients(run.params, len(batch[1]) / run.global_batch)
     opt.step()
+    if run.ranks > 1 and run.buffers: _broadcast(run.buffers)
     if not _params_finite(opt):
         raise TrainingDivergedError(f"parameters became NaN or infinite {where} although the loss was finite ({loss.item():.4g}): "
                                     f"its gradients or the optimiser's update were not.{run.note}")
@@ -509,12 +538,13 @@ def _accumulate(sums: dict, logs: dict, n: int):
 def _train_epoch(run: _Run, bar) -> tuple[dict, int]:
     "One epoch of optimiser steps, its randomness seeded by `(seed, epoch)`; the logs summed over examples and the number of examples."
     state, data, bs = run.state, run.train, run.batch_size
-    torch.manual_seed(derive_seed(run.seed, state.epoch))
-    state.generator = make_generator(derive_seed(run.seed, state.epoch, 2), state.device)
+    per_rank = (run.ranks, run.rank) if run.ranks > 1 else () # each rank draws its own noise; the shuffle is shared
+    torch.manual_seed(derive_seed(run.seed, state.epoch, *per_rank))
+    state.generator = make_generator(derive_seed(run.seed, state.epoch, 2, *per_rank), state.device)
     order = make_generator(derive_seed(run.seed, state.epoch, 1))
     run.model.train()
     sums, n = {}, 0
-    for i, batch in enumerate(data.batches(bs, shuffle=True, generator=order, drop_last=len(data) > bs)):
+    for i, batch in enumerate(data.batches(bs, shuffle=True, generator=order, drop_last=len(data) > bs, shard=(run.rank, run.ranks))):
         if i >= state.steps_per_epoch: break
         size, logs = _step(run, batch, f"at step {state.step} (epoch {state.epoch + 1}, batch {i + 1})")
         _accumulate(sums, logs, size); n += size
@@ -530,6 +560,7 @@ def _run_epoch(run: _Run) -> dict:
     try: sums, n = _train_epoch(run, bar)
     finally:
         if bar is not None: bar.close()
+    if run.ranks > 1: sums, n = _sum_over_ranks(sums, n, state.device)
     rec = {'epoch': state.epoch + 1, 'lr': run.opt.param_groups[0]['lr']}
     rec.update({f'train_{k}': float(v) / n for k, v in sums.items()})
     if run.val is not None: rec.update({f'val_{k}': v for k, v in _evaluate(run.model, run.val, 1024, state.device).items()})
@@ -565,7 +596,7 @@ def fit(model: nn.Module, # any classifier; trained in place
     for epoch in range(_resume(run) if resume else 0, run.state.epochs):
         run.state.epoch = epoch
         rec = _run_epoch(run)
-        if progress: print(' '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in rec.items()))
+        if run.progress: print(' '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in rec.items()))
         if run.folder is not None: _save_epoch(run)
         for callback in callbacks: callback(model, run.state)
         if run.state.stop: break
@@ -592,3 +623,24 @@ class KeepBest:
         "Load the best epoch's weights into `model`; return that epoch's validation accuracy."
         if self.weights is not None: model.load_state_dict(self.weights)
         return self.best
+
+# %% ../nbs/03_train.ipynb #edd6adda
+def _broadcast(tensors: list):
+    "Overwrite `tensors` on every rank with rank 0's."
+    for t in tensors: torch.distributed.broadcast(t.data, 0)
+
+def _average_gradients(params: list, share: float):
+    "Make each gradient the global batch's: the sum over ranks of each rank's gradient times its `share` of the batch (a missing gradient counts as zero)."
+    by_dtype = {}
+    for p in params: by_dtype.setdefault(p.dtype, []).append(p)
+    for ps in by_dtype.values():
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in ps]) * share
+        torch.distributed.all_reduce(flat)
+        for p, g in zip(ps, flat.split([p.numel() for p in ps])): p.grad = g.view_as(p)
+
+def _sum_over_ranks(sums: dict, n: int, device: torch.device) -> tuple[dict, int]:
+    "An epoch's logged sums and example count, added over the ranks."
+    keys = sorted(sums)
+    t = torch.tensor([float(sums[k]) for k in keys] + [float(n)], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return dict(zip(keys, t[:-1].tolist())), int(t[-1].item())
