@@ -79,6 +79,10 @@ def _zoo_show(zoo, args) -> int:
 
 def _zoo_build(zoo, args) -> int:
     if args.all == bool(args.entry): raise ValueError("name: give one zoo entry or --all (not both)")
+    if args.jobs > 1 and not args.all: raise ValueError("--jobs: builds several entries at once, so it goes with --all")
+    if args.all and args.jobs > 1:
+        print(zoo.build_all(args.folder, True, args.device, jobs=args.jobs).to_string(index=False))
+        return 0
     for name in zoo.RECIPES if args.all else [args.entry]:
         e = zoo.build(name, args.folder, not args.quiet, args.device)
         print(f"{name}: test accuracy {e['test_acc']:.4f}, best epoch {e['best_epoch']} of {e['epochs_run']}, {e['seconds']:.0f} s, {e['dtype']}")
@@ -107,6 +111,7 @@ def _add_zoo(sub):
     b = actions.add_parser('build', parents=[common], help='train an entry (or --all) from its recipe')
     b.add_argument('entry', metavar='NAME', nargs='?', default=None)
     b.add_argument('--all', action='store_true', help='build every entry')
+    b.add_argument('--jobs', type=int_option(min=1), default=1, help='with --all: entries built at once, each in its own process with an equal share of the CPU threads')
     b.add_argument('--quiet', action='store_true', help='no progress bars')
     actions.add_parser('verify', parents=[common], help='re-evaluate every built entry; exit status 1 when one fails')
     return cmd_zoo

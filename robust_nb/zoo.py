@@ -4,17 +4,19 @@
 
 # %% ../nbs/55_zoo.ipynb #d889fa5f
 from __future__ import annotations
-import dataclasses, hashlib, json, os, platform, time
+import dataclasses, hashlib, importlib, json, math, multiprocessing, os, platform, shutil, tempfile, time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
 import robust_nb
-from .core import CorruptFileError, atomic_write, check_choice, get_device, seed_everything
+from .core import CorruptFileError, atomic_write, check_choice, check_int, get_device, seed_everything
 from .data import ImageData, load_dataset
 from .models import LeNet, TiboGenerator, count_parameters
 from .synthetic import corner_task
@@ -263,9 +265,40 @@ def verify(folder: str | Path | None = None, device: str | None = None,
     return rows
 
 # %% ../nbs/55_zoo.ipynb #f3dcafa6
-def build_all(folder: str | Path | None = None, progress: bool = True, device: str | None = None) -> pd.DataFrame:
-    "Build every entry of `RECIPES` into `folder`; return `list_models`."
-    for name in RECIPES: build(name, folder, progress, device)
+def _build_one(name: str, folder: str, threads: int, device: str | None, changes: dict) -> dict:
+    "Build `name` into `folder` with `threads` CPU threads (the work of one `build_all` process)."
+    torch.set_num_threads(threads)
+    return build(name, folder, False, device, **changes)
+
+def _longest_first(names: list) -> list:
+    "`names` ordered by the build seconds the shipped manifest records, longest first (unknown ones first)."
+    shipped = read_manifest(Path(robust_nb.__file__).parent/'zoo_weights')
+    return sorted(names, key=lambda n: -shipped.get(n, {}).get('seconds', math.inf))
+
+def build_all(folder: str | Path | None = None, progress: bool = True, device: str | None = None,
+              jobs: int = 1, # entries built at once, each in its own process with an equal share of the CPU threads
+              names: Sequence[str] | None = None, # default: every entry of `RECIPES`
+              **changes) -> pd.DataFrame: # changes to every recipe's fields (quick variants)
+    "Build the entries `names` into `folder`, `jobs` at a time; return `list_models`. A failed entry is named at the end, after the others are kept."
+    names, jobs, folder = list(names or RECIPES), check_int(jobs, 'jobs', min=1), zoo_dir(folder)
+    for n in names: recipe(n)  # an unknown name is refused before any work
+    if jobs == 1:
+        for name in names: build(name, folder, progress, device, **changes)
+        return list_models(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scratch, failed = Path(tempfile.mkdtemp(prefix='.building-', dir=folder)), {}
+    one = importlib.import_module('robust_nb.zoo')._build_one  # named by its module, which the worker processes import
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
+        work = {pool.submit(one, n, str(scratch/n), max(1, torch.get_num_threads() // jobs), device, changes): n for n in _longest_first(names)}
+        for done in as_completed(work):
+            name = work[done]
+            try: entry = done.result()
+            except Exception as e: failed[name] = f"{type(e).__name__}: {e}"; continue
+            os.replace(scratch/name/entry['file'], folder/entry['file'])
+            _write_entry(folder, name, entry)
+            if progress: print(f"{name}: test accuracy {entry['test_acc']:.4f}, best epoch {entry['best_epoch']} of {entry['epochs_run']}, {entry['seconds']:.0f} s")
+    shutil.rmtree(scratch, ignore_errors=True)
+    if failed: raise RuntimeError('zoo entries failed (the others are built): ' + '; '.join(f'{n}: {e}' for n, e in failed.items()))
     return list_models(folder)
 
 # %% ../nbs/55_zoo.ipynb #d3861129

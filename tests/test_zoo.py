@@ -106,3 +106,5 @@ def test_cli_zoo(tiny):
     assert r.returncode == 0 and json.loads(r.stdout)['sha256'] == zoo.read_manifest(tiny)['xe']['sha256']
     r = subprocess.run([*EXE, 'zoo', 'show', 'nope'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and 'robust-nb zoo: error: name:' in r.stderr and 'pgd_at' in r.stderr
+    r = subprocess.run([*EXE, 'zoo', 'build', 'xe', '--jobs', '2'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and '--jobs: builds several entries at once, so it goes with --all' in r.stderr
