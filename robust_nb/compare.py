@@ -28,8 +28,8 @@ from . import zoo
 __all__ = ['FULL', 'QUICK', 'COLUMNS', 'CompareConfig', 'robust_mask', 'pgd_robust', 'autoattack_robust', 'margins',
            'input_diameter', 'suite_images', 'suite_correct', 'headroom', 'targeted_flips', 'sanity_rows',
            'autoattack_gap', 'bootstrap_weights', 'interval', 'accuracy_ci', 'mce_samples', 'evaluate_entry',
-           'summarise', 'Comparison', 'weights_key', 'compare', 'card', 'corner_table', 'table', 'summary', 'to_json',
-           'from_json', 'save', 'load', 'heatmap', 'save_cards', 'load_cards', 'run']
+           'summarise', 'Comparison', 'weights_key', 'compare', 'card', 'corner_table', 'corner_cards', 'table',
+           'summary', 'to_json', 'from_json', 'save', 'load', 'heatmap', 'save_cards', 'load_cards', 'run']
 
 # %% ../nbs/56_compare.ipynb #921b462a
 @dataclass(frozen=True)
@@ -287,11 +287,14 @@ def _training(entry: dict, model: nn.Module) -> dict:
 def card(record: dict, entry: dict, cfg: CompareConfig) -> dict:
     "The card of one entry: its identity and training from the zoo's manifest, the figures `compare` measured, the masking verdict."
     figures = {c: {'value': record[c], 'ci95': [record[f'{c}_lo'], record[f'{c}_hi']]} for c in COLUMNS if c in record}
-    return dict(name=record['name'], method=record['method'], architecture=f"LeNet (conv5-20, pool, conv5-50, pool, dense 500), {record['params']:,} parameters",
+    return dict(name=record['name'], method=record['method'], architecture=_architecture(record['params']),
                 dataset='fashion_mnist', threat_model='Linf', eps=cfg.autoattack_eps, clean_acc=record['clean'], autoattack_acc=record[f'autoattack_linf_{cfg.autoattack_eps:g}'],
                 figures=figures, unreliable=record['unreliable'], flags=record['flags'],
                 evaluated_on=dict(test_images=cfg.n, autoattack_images=cfg.n_autoattack, margin_images=cfg.n_margin, seed=cfg.seed),
-                training={k: entry.get(k) for k in ('recipe', 'epochs_run', 'best_epoch', 'seconds', 'machine', 'sha256')})
+                training=_build_record(entry))
+
+def _architecture(params: int) -> str: return f"LeNet (conv5-20, pool, conv5-50, pool, dense 500), {params:,} parameters"
+def _build_record(entry: dict) -> dict: return {k: entry.get(k) for k in ('recipe', 'epochs_run', 'best_epoch', 'seconds', 'machine', 'sha256')}
 
 # %% ../nbs/56_compare.ipynb #93d2abee
 def corner_table(names: Sequence[str] = ('corner_xe', 'corner_fcl'), folder: str | Path | None = None, device: str | None = None) -> pd.DataFrame:
@@ -304,8 +307,17 @@ def corner_table(names: Sequence[str] = ('corner_xe', 'corner_fcl'), folder: str
         for k, d in sets.items():
             xs, ys = as_tensors(d)
             rec |= _with_ci(k, *accuracy_ci(predict_classes(model, xs, 1000) == ys))
-        rows.append(rec)
+        rows.append(rec | dict(test_images=len(ys)))
     return pd.DataFrame(rows)
+
+def corner_cards(corner: pd.DataFrame, folder: str | Path | None = None) -> dict:
+    "The cards of the corner-task entries: identity and training from the manifest, `corner_table`'s accuracies with their 95% intervals."
+    manifest, sets = zoo.read_manifest(folder), ('bal', 'bal_un', 'bal_nun')
+    return {r['name']: dict(name=r['name'], method=manifest[r['name']]['method'], architecture=_architecture(manifest[r['name']]['params']),
+                            dataset='corner task on Fashion-MNIST (15 classes)', threat_model="pixel noise: FCL's BAL+UN and BAL+NUN", clean_acc=r['bal'],
+                            figures={k: {'value': r[k], 'ci95': [r[f'{k}_lo'], r[f'{k}_hi']]} for k in sets}, unreliable=False, flags=[],
+                            evaluated_on=dict(test_images=r['test_images']), training=_build_record(manifest[r['name']]))
+            for r in corner.to_dict('records')}
 
 # %% ../nbs/56_compare.ipynb #2fdfe466
 def _fmt(v, lo, hi, scale=1.0, digits=3) -> str:
@@ -412,7 +424,9 @@ def run(quick: bool = False, # the QUICK config (a few hundred images): seconds 
     "Compare the zoo's entries, print the table, write the JSON and the heatmap (and the cards); return the comparison."
     comp = compare(list(names) if names else None, QUICK if quick else FULL, folder=folder, device=device, progress=progress, cache=cache)
     built = zoo.read_manifest(folder)
-    if not names and all(n in built for n in ('corner_xe', 'corner_fcl')): comp.corner = corner_table(folder=folder, device=device)
+    if not names and all(n in built for n in ('corner_xe', 'corner_fcl')):
+        comp.corner = corner_table(folder=folder, device=device)
+        comp.cards |= corner_cards(comp.corner, folder)
     path = save(comp, Path(out)/('compare_fmnist_quick.json' if quick else 'compare_fmnist.json'))
     if cards if cards is not None else not quick: save_cards(comp, folder)
     with pd.option_context('display.width', 250, 'display.max_columns', 30): print(table(comp.records, intervals=not quick).to_string())

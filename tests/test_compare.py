@@ -41,6 +41,16 @@ def test_committed_comparison_was_measured_on_these_weights(fmnist_available):
         assert card['clean_acc'] == rec['clean'] and card['training']['sha256'] == zoo.read_manifest()[rec['name']]['sha256']
 
 
+def test_committed_corner_table_was_measured_on_these_weights(fmnist_available):
+    comp = compare.load(RESULTS)
+    assert comp.corner is not None and list(comp.corner.name) == ['corner_xe', 'corner_fcl']
+    fresh = compare.corner_table(device='cpu')
+    for col in ('bal', 'bal_un', 'bal_nun'): assert fresh[col].tolist() == comp.corner[col].tolist(), col
+    for name in ('corner_xe', 'corner_fcl'):
+        card = comp.cards[name]
+        assert card['figures']['bal']['value'] == card['clean_acc'] and card['training']['sha256'] == zoo.read_manifest()[name]['sha256']
+
+
 def test_our_pgd_agrees_with_torchattacks_on_a_robust_entry(fmnist_available):
     torchattacks = pytest.importorskip('torchattacks')
     model = zoo.load_model('pgd_at', 'cpu')
