@@ -16,7 +16,7 @@ $(PY):
 
 $(STAMP): $(PY) settings.ini setup.py
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PIP) install -q $(TORCH_PINS)
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,scale]"
 	# torchattacks (a test-time peer) pins requests~=2.25, which JupyterLab 4 cannot share; it runs with any requests.
 	$(PIP) install -q --no-deps "torchattacks>=3.5"
 	touch $(STAMP)

@@ -26,7 +26,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['robust_nb', 'robust_nb.*']) + ZOO,
     package_data={'robust_nb.zoo_weights': ['*.safetensors', '*.json']},
     install_requires=reqs('requirements'),
-    extras_require={'dev': reqs('dev_requirements')},
+    extras_require={'dev': reqs('dev_requirements'), 'scale': reqs('scale_requirements')},
     entry_points={
         'console_scripts': cfg['console_scripts'].split(),
         'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],

@@ -204,4 +204,4 @@ def _as_option(message: str, args) -> str:
     if name in vars(args): return f"--{name.replace('_', '-')}: {rest}"
     return message
 
-if __name__ == '__main__': sys.exit(main())  # `python -m robust_nb.cli`, as `torchrun -m robust_nb.cli train ...` runs it
+if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())  # `python -m robust_nb.cli` (as `torchrun -m robust_nb.cli train ...` runs it); never in a notebook

@@ -4,8 +4,8 @@
 
 # %% ../../nbs/49_experiments.common.ipynb #f534727c
 from __future__ import annotations
-import argparse, dataclasses, json, os, time
-from dataclasses import asdict, dataclass, field
+import argparse, contextlib, dataclasses, hashlib, json, os, re, sys, time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -17,8 +17,9 @@ from ..core import atomic_write, check_choice, check_float, check_int, environme
 
 # %% auto #0
 __all__ = ['device_option', 'out_option', 'int_option', 'float_option', 'list_option', 'choice_option', 'check_fields', 'Recipe',
-           'recipe_options', 'run_options', 'recipe_from', 'Claim', 'claims_from', 'Result', 'timed', 'save_results',
-           'combine_runs', 'Reproduction']
+           'recipe_options', 'run_options', 'ray_options', 'recipe_from', 'Claim', 'claims_from', 'Result', 'timed',
+           'save_results', 'combine_runs', 'Reproduction', 'seed_units', 'grid_units', 'first_seed_artefacts',
+           'unit_key', 'unit_name', 'unit_path', 'read_unit', 'ray_module', 'ray_session', 'run_unit', 'UnitsFailed']
 
 # %% ../../nbs/49_experiments.common.ipynb #90b4797e
 def _option(check):
@@ -142,7 +143,8 @@ def recipe_options(p: argparse.ArgumentParser, recipe: type, # a recipe dataclas
         names = [*(aliases or {}).get(f.name, ()), '--' + f.name.replace('_', '-')]
         choices = list(recipe.CHOICES.get(f.name, ()))
         listed = f" [choices: {', '.join(map(str, choices))}]" if 0 < len(choices) <= 12 else ''
-        p.add_argument(*names, dest=f.name, default=None, help=(docs.get(f.name) or f.name.replace('_', ' ')) + listed, **kw)
+        text = (docs.get(f.name) or f.name.replace('_', ' ')).replace('%', '%%')  # argparse formats help with %
+        p.add_argument(*names, dest=f.name, default=None, help=text + listed, **kw)
 
 def run_options(p: argparse.ArgumentParser, recipe: type, out: str):
     "`--quick` / `--full` (helped by the recipe's `QUICK` and `FULL`), `--device`, `--out` (default `out`), `--quiet` and `--combine`."
@@ -154,6 +156,15 @@ def run_options(p: argparse.ArgumentParser, recipe: type, out: str):
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     p.add_argument('--combine', type=list_option(), default=None, metavar='JSON,JSON,...',
                    help='join the result JSONs of runs that differ only in their seeds into --out, instead of running')
+
+def ray_options(p: argparse.ArgumentParser):
+    "`--ray`, `--ray-address`, `--ray-cpus` and `--ray-gpus`: the run's units as Ray tasks (see Sweeps on Ray below)."
+    p.add_argument('--ray', action='store_true',
+                   help='run every unit of the protocol as a Ray task; units finished before (under OUT/units) are not run again')
+    p.add_argument('--ray-address', default=None, metavar='ADDRESS',
+                   help='the Ray cluster to join (default: $RAY_ADDRESS, else a Ray instance started on this machine)')
+    p.add_argument('--ray-cpus', type=float_option(min=0, min_open=True), default=1.0, help='CPUs per unit, also its torch threads (default 1)')
+    p.add_argument('--ray-gpus', type=float_option(min=0), default=None, help='GPUs per unit (default: 0.5 where the cluster has GPUs, else 0)')
 
 def recipe_from(args: argparse.Namespace, recipe: type, default: Callable | None = None) -> Recipe:
     "The recipe `args` describe: `quick()`, `full()` or `default` (None: the class itself) with the fields given on the command line."
@@ -292,6 +303,8 @@ class Reproduction:
     aliases: dict = field(default_factory=dict) # field -> further option names
     carry: tuple = () # file suffixes (e.g. '_embedding.png') copied from the first run's folder by `combine`
     dpi: float | None = None # of the written figures (None: each figure's own)
+    units: Callable | None = None # recipe -> recipe changes, one per Ray task, in the order `run` makes their records (None: `seed_units`)
+    keep: Callable | None = None # (recipe, unit's recipe, unit's artefacts) -> the artefacts the whole run's figures draw on (None: all)
 
 # %% ../../nbs/49_experiments.common.ipynb #c9000989
 def _log_tables(tables: dict, claims: list, log):
@@ -340,14 +353,210 @@ def add_arguments(self: Reproduction, p: argparse.ArgumentParser):
     "The options of `robust-nb reproduce <name>`: one per recipe field, and `run_options`."
     recipe_options(p, self.recipe, self.aliases)
     run_options(p, self.recipe, out=f'runs/{self.name}')
+    ray_options(p)
 
 @patch
 def cli(self: Reproduction, args: argparse.Namespace) -> int:
-    "Run `robust-nb reproduce <name>` (or, with `--combine`, join runs)."
+    "Run `robust-nb reproduce <name>` (or, with `--combine`, join runs; with `--ray`, run its units as Ray tasks)."
     if args.combine:
         self.combine(args.combine, out=args.out)
         return 0
     recipe = recipe_from(args, self.recipe, self.default)
     print(f"{self.help}: {recipe}")
-    self.reproduce(recipe, out=args.out, progress=not args.quiet, variant='quick' if args.quick else 'full' if args.full else None)
+    variant = 'quick' if args.quick else 'full' if args.full else None
+    if getattr(args, 'ray', False): return self.cli_ray(recipe, args, variant)
+    self.reproduce(recipe, out=args.out, progress=not args.quiet, variant=variant)
+    return 0
+
+# %% ../../nbs/49_experiments.common.ipynb #b9d5e55f
+def seed_units(recipe) -> list[dict]:
+    "One unit per seed of `recipe`, in the order its seeds run: `{'first_seed': s, 'seeds': 1}`."
+    return [{'first_seed': s, 'seeds': 1} for s in range(recipe.first_seed, recipe.first_seed + recipe.seeds)]
+
+def grid_units(recipe, *fields: str) -> list[dict]:
+    "One unit per seed and item of each tuple field named in `fields`: seeds outermost, then the fields nested in the order given."
+    units = seed_units(recipe)
+    for f in fields: units = [{**u, f: (v,)} for u in units for v in getattr(recipe, f)]
+    return units
+
+def first_seed_artefacts(recipe, # the whole run's recipe
+                         unit, # one unit's recipe
+                         artefacts: dict, # what the unit's `run` kept in memory
+                        ) -> dict:
+    "A `Reproduction.keep` for papers whose figures draw on the first seed's models or images: a unit's artefacts if it is of that seed, else none."
+    return artefacts if unit.first_seed == recipe.first_seed else {}
+
+# %% ../../nbs/49_experiments.common.ipynb #c4b49a64
+def _json_copy(v):
+    "`v` as it reads back from JSON (tuples as lists, NumPy and torch scalars as numbers)."
+    return json.loads(json.dumps(v, default=_plain))
+
+def unit_key(name: str, # the reproduction's name
+             unit_recipe, # the unit's recipe (a dataclass)
+            ) -> str:
+    "A hash of the paper and the unit's whole recipe: the unit file of one recipe is never read for another."
+    text = json.dumps({'paper': name, 'recipe': _json_copy(asdict(unit_recipe))}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+def unit_name(unit: dict) -> str:
+    "How a unit (recipe changes) is shown: its seed and the fields it sets, e.g. 'seed 3, methods fcl'."
+    seed = [f"seed {unit['first_seed']}"] if 'first_seed' in unit else []
+    show = lambda v: ','.join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
+    return ', '.join(seed + [f"{k} {show(v)}" for k, v in unit.items() if k not in ('first_seed', 'seeds')]) or 'the whole run'
+
+def unit_path(folder: str | Path, name: str, unit: dict, unit_recipe) -> Path:
+    "The unit's file in `folder`: its shown name in letters, digits and `._+-`, then its `unit_key`."
+    slug = re.sub(r'[^A-Za-z0-9._+-]+', '-', unit_name(unit).replace(', ', '_'))
+    return Path(folder)/f"{slug}_{unit_key(name, unit_recipe)}.json"
+
+def read_unit(path: Path, unit_recipe) -> dict | None:
+    "The unit JSON at `path` if it is a whole file of `unit_recipe`'s unit, else None (missing, cut short, or of another recipe)."
+    try: js = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError): return None
+    ok = isinstance(js, dict) and js.get('recipe') == _json_copy(asdict(unit_recipe)) and isinstance(js.get('records'), list)
+    return js if ok else None
+
+# %% ../../nbs/49_experiments.common.ipynb #2fc433d1
+def ray_module():
+    "The `ray` module, imported only when a run asks for it; where it is missing, an `ImportError` saying how to install it."
+    try: import ray
+    except ImportError: raise ImportError('ray: --ray needs Ray, an optional extra of robust_nb: pip install "robust_nb[scale]"') from None
+    return ray
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, # a cluster's address; None: $RAY_ADDRESS, else a new Ray instance on this machine
+               ):
+    "Ray, started or joined for the block unless this process already runs it (then left as it is); yields the `ray` module."
+    ray = ray_module()
+    started = not ray.is_initialized()
+    if started: ray.init(address=address)
+    try: yield ray
+    finally:
+        if started: ray.shutdown()
+
+def run_unit(run: Callable, # a `Reproduction.run`
+             keep: Callable | None, # a `Reproduction.keep`
+             recipe, # the whole run's recipe
+             unit_recipe, # the unit's
+             cpus: float = 1, # the unit's CPUs, also its torch threads
+            ) -> tuple[dict, dict]:
+    "One unit, as a Ray worker runs it: (the unit's JSON, the artefacts `keep` keeps of it for the whole run's figures)."
+    import torch
+    torch.set_num_threads(max(1, int(cpus)))
+    res = run(unit_recipe, progress=False, log=None)
+    js = {'recipe': asdict(unit_recipe), 'seconds': res.seconds, 'machine': res.machine, **res.extra, 'records': res.records.to_dict('records')}
+    return _json_copy(js), (keep(recipe, unit_recipe, res.artefacts) if keep else res.artefacts)
+
+class UnitsFailed(RuntimeError):
+    "Units of a Ray run that failed after their retry; the finished ones are kept in their files."
+    def __init__(self, failed: list, kept: int, folder: Path):
+        self.failed, self.kept, self.folder = failed, kept, folder
+        super().__init__(f"{len(failed)} unit(s) failed after a retry: " + '; '.join(f"{u}: {e}" for u, e in failed)
+                         + f". {kept} finished unit(s) are kept in {folder}: run the same command again to run only the missing ones")
+
+# %% ../../nbs/49_experiments.common.ipynb #363f4fa8
+def _error_line(e: Exception) -> str:
+    "A failed task's error in a line: the exception its unit raised, or why its worker died."
+    cause = getattr(e, 'cause', None)
+    if isinstance(cause, BaseException): return f"{type(cause).__name__}: {cause}"
+    return next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+
+def _gpus_per_unit(ray, gpus: float | None, recipe) -> float:
+    "`gpus`, or 0.5 where the cluster has GPUs and the recipe does not ask for the CPU, else 0."
+    if gpus is not None: return check_float(gpus, 'gpus', min=0)
+    return 0.5 if ray.cluster_resources().get('GPU', 0) > 0 and getattr(recipe, 'device', None) != 'cpu' else 0.0
+
+def _submit(ray, rep, recipe, plan: list, todo: list, cpus: float, gpus: float) -> dict:
+    "A Ray task per unit of `plan` listed in `todo` (retried once, whether its worker died or it raised): task -> unit's index."
+    have = ray.cluster_resources()
+    for n, want, what in (('CPU', cpus, 'cpus'), ('GPU', gpus, 'gpus')):
+        if want > have.get(n, 0): raise ValueError(f"{what}: {want:g} per unit, but the Ray cluster has {have.get(n, 0):g} {n}s")
+    task = ray.remote(run_unit).options(num_cpus=cpus, num_gpus=gpus, max_retries=1, retry_exceptions=True)
+    run, keep = ray.put(rep.run), ray.put(rep.keep)
+    return {task.remote(run, keep, recipe, plan[i]['recipe'], cpus): i for i in todo}
+
+def _collect(ray, tasks: dict, plan: list, runs: dict, artefacts: dict, log) -> list:
+    "Wait for `tasks` as they finish: each unit's file written and its JSON put in `runs`, its artefacts in `artefacts`; the failures (unit, error)."
+    failed, pending = [], list(tasks)
+    while pending:
+        (t,), pending = ray.wait(pending, num_returns=1)
+        i = tasks[t]
+        try: js, artefacts[i] = ray.get(t)
+        except ray.exceptions.RayError as e: failed.append((unit_name(plan[i]['unit']), _error_line(e)))
+        else:
+            atomic_write(plan[i]['path'], lambda p: Path(p).write_text(json.dumps(js, indent=1)))
+            runs[i] = js
+        done = len(tasks) - len(pending)
+        if log: log(f"unit {unit_name(plan[i]['unit'])}: " + (f"FAILED: {failed[-1][1]}" if i not in runs else f"{runs[i]['seconds']:.1f} s") + f" ({done}/{len(tasks)})")
+    return failed
+
+# %% ../../nbs/49_experiments.common.ipynb #935ed80c
+def _merged(parts: list) -> dict:
+    "Dicts merged; where two share a key the first one's entry stays, nested dicts merged the same way."
+    out = {}
+    for part in parts:
+        for k, v in part.items():
+            if k not in out: out[k] = v
+            elif isinstance(out[k], dict) and isinstance(v, dict): out[k] = _merged([out[k], v])
+    return out
+
+@patch
+def unit_plan(self: Reproduction, recipe, out: str | Path, variant: str | None = None) -> list[dict]:
+    "The units of `recipe` as `{'unit': changes, 'recipe': the unit's recipe, 'path': its file under out/units/<stem>}`, in the order of `run`."
+    units = (self.units or seed_units)(recipe)
+    if not units: raise ValueError(f"recipe: has no unit to run ({self.name}'s units gave none)")
+    folder = Path(out)/'units'/self.stem(recipe, variant)
+    plan = [dict(unit=u, recipe=replace(recipe, **u)) for u in units]
+    for p in plan: p['path'] = unit_path(folder, self.name, p['unit'], p['recipe'])
+    if len({p['path'] for p in plan}) < len(plan): raise ValueError(f"recipe: {self.name}'s units repeat a unit")
+    return plan
+
+def _ray_result(rep: Reproduction, recipe, runs: list, artefacts: dict, seconds: float, info: dict) -> Result:
+    "The `Result` of the whole run from its units' JSONs (in the order of `run`) and their artefacts."
+    records = pd.DataFrame([rec for r in runs for rec in r['records']])
+    dup = records.duplicated([*rep.keys, 'seed'])
+    if dup.any(): raise ValueError(f"units: {rep.name}'s units overlap (records of seeds {sorted(set(records.seed[dup].tolist()))} repeat)")
+    extra = {**_joined_extras(runs, _WRITTEN | set(rep.about)), 'ray': info}
+    return Result(records, recipe, seconds, runs[0].get('machine'), artefacts, extra)
+
+# %% ../../nbs/49_experiments.common.ipynb #6c4104c2
+@patch
+def reproduce_on_ray(self: Reproduction, recipe, # the whole run's recipe
+                     out: str | Path, # result files here; finished units under out/units/<stem>
+                     variant: str | None = None, # 'quick', 'full' or None, as for `reproduce`
+                     address: str | None = None, # a Ray cluster to join (None: $RAY_ADDRESS, else Ray started on this machine)
+                     cpus: float = 1, # CPUs per unit, also its torch threads
+                     gpus: float | None = None, # GPUs per unit (None: 0.5 where the cluster has GPUs, else 0)
+                     log=print) -> dict:
+    "`reproduce` with every unit a Ray task: units found under `out` are read, the others run; the same files; `UnitsFailed` after keeping the rest."
+    ray_module()  # without Ray: the install message, before anything is written
+    t0, cpus, plan = time.perf_counter(), check_float(cpus, 'cpus', min=0, min_open=True), self.unit_plan(recipe, out, variant)
+    runs = {i: js for i, p in enumerate(plan) if (js := read_unit(p['path'], p['recipe'])) is not None}
+    todo, artefacts, failed = [i for i in range(len(plan)) if i not in runs], {}, []
+    folder = plan[0]['path'].parent
+    if log: log(f"{self.name}: {len(plan)} units, {len(runs)} read from {folder}, {len(todo)} to run on Ray")
+    if todo:
+        folder.mkdir(parents=True, exist_ok=True)
+        with ray_session(address) as ray:
+            gpus = _gpus_per_unit(ray, gpus, recipe)
+            failed = _collect(ray, _submit(ray, self, recipe, plan, todo, cpus, gpus), plan, runs, artefacts, log)
+    if failed: raise UnitsFailed(failed, len(runs), folder)
+    if len(artefacts) < len(plan) and log: log(f"{len(plan) - len(artefacts)} unit(s) read from files: figures drawn from models or images in memory, where the paper has any, are not drawn")
+    info = dict(address=address or os.environ.get('RAY_ADDRESS') or 'local', cpus_per_unit=cpus, gpus_per_unit=gpus,
+                units=[dict(unit=p['unit'], file=p['path'].name, seconds=runs[i]['seconds'], ran=i in todo) for i, p in enumerate(plan)])
+    arts = _merged([artefacts[i] for i in range(len(plan))]) if len(artefacts) == len(plan) else {}
+    result = _ray_result(self, recipe, [runs[i] for i in range(len(plan))], arts, time.perf_counter() - t0, info)
+    return self.report(result, out, variant, log)
+
+@patch
+def cli_ray(self: Reproduction, recipe, args: argparse.Namespace, variant: str | None) -> int:
+    "`robust-nb reproduce <name> --ray`: 0 when every unit finished, 1 when some failed (named on stderr), 2 without Ray."
+    try: ray_module()
+    except ImportError as e:
+        print(f"robust-nb reproduce {self.name}: error: {e}", file=sys.stderr)
+        return 2
+    try: self.reproduce_on_ray(recipe, args.out, variant, address=args.ray_address, cpus=args.ray_cpus, gpus=args.ray_gpus)
+    except UnitsFailed as e:
+        print(f"robust-nb reproduce {self.name}: {e}", file=sys.stderr)
+        return 1
     return 0

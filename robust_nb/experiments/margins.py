@@ -25,7 +25,7 @@ from ..viz import margins_figure
 __all__ = ['MARGINS_DATASETS', 'MARGINS_METHODS', 'METHOD_NAMES', 'SHORT_NAMES', 'TIBO_TABLE1', 'TIBO_TABLE3', 'table',
            'MARGINS_CLAIMS', 'HELP', 'reproduction', 'reproduce', 'combine', 'add_arguments', 'cli', 'MarginsRecipe',
            'make_classifier', 'make_generator_net', 'train_model', 'measure_margins', 'run_margins', 'run',
-           'accuracy_table', 'margin_table', 'share_table', 'tables', 'margins_claim', 'claims', 'figures']
+           'accuracy_table', 'margin_table', 'share_table', 'tables', 'margins_claim', 'claims', 'figures', 'units']
 
 # %% ../../nbs/53_experiments.margins.ipynb #f7fbf263
 MARGINS_DATASETS = ('fashion_mnist', 'mnist', 'svhn', 'cifar10')
@@ -280,6 +280,8 @@ MARGINS_CLAIMS = [  # (yes / no figure, the paper's statement, figure measured, 
 def claims(records: pd.DataFrame) -> list: return claims_from(margins_claim(records), MARGINS_CLAIMS)
 
 # %% ../../nbs/53_experiments.margins.ipynb #f823c231
+from .common import seed_units
+
 HELP = 'Tibo et al. Section 3.3: NO REG / HEIN / OURS accuracy (Table 1), margin curves and areas R (Figure 3), closest-attack shares (Table 3)'
 
 def _distances(res) -> dict:
@@ -293,7 +295,12 @@ def figures(res) -> dict:
     max_eps = res.recipe['max_eps'] if isinstance(res.recipe, dict) else res.recipe.max_eps
     return {'': margins_figure(res.records, _distances(res), max_eps)}
 
+def units(recipe: MarginsRecipe) -> list[dict]:
+    "Ray units of Section 3.3: one per seed (HEIN and OURS are matched to their seed's NO REG), or the whole run where later seeds reuse the lambda the first one chose."
+    reused = not recipe.select_every_seed and any(m in recipe.methods and len(getattr(recipe, f'lambdas_{m}')) > 1 for m in ('hein', 'ours'))
+    return [{}] if reused else seed_units(recipe)
+
 reproduction = Reproduction('margins', HELP, MarginsRecipe, run, tables, claims, figures,
                             stem=lambda r, variant: f"tibo_margins_{SHORT_NAMES[r.dataset]}" + (f"_{variant}" if variant else ''),
-                            keys=('method',), dpi=90)
+                            keys=('method',), dpi=90, units=units)
 reproduce, combine, add_arguments, cli = reproduction.reproduce, reproduction.combine, reproduction.add_arguments, reproduction.cli

@@ -21,7 +21,7 @@ from ..viz import transfer_figure
 # %% auto #0
 __all__ = ['DATASET_SHORT', 'PRETTY', 'table', 'TRANSFER_CLAIMS', 'HELP', 'reproduction', 'reproduce', 'combine', 'add_arguments',
            'cli', 'TransferRecipe', 'run_transfer', 'run', 'transfer_table2', 'transfer_table_per_corruption', 'tables',
-           'transfer_claim', 'claims']
+           'transfer_claim', 'claims', 'units']
 
 # %% ../../nbs/54_experiments.transfer.ipynb #179d114f
 DATASET_SHORT = {'fashion_mnist': 'fmnist', 'mnist': 'mnist'}
@@ -254,12 +254,19 @@ def claims(records: pd.DataFrame) -> list:
             for c in claims_from(figs, TRANSFER_CLAIMS, prefix=f'{k}.')]
 
 # %% ../../nbs/54_experiments.transfer.ipynb #4261b332
+from .common import first_seed_artefacts, seed_units
+
 HELP = 'Tibo et al. Section 4: transfer by paired auto-encoders on Fashion-MNIST-C / MNIST-C (Tables 2, 4, 5; Figure 4)'
+
+def units(recipe: TransferRecipe) -> list[dict]:
+    "Ray units of Section 4: one per seed, since every N_c of a seed is scored with that seed's PLAIN classifiers and its pairs start from one clean auto-encoder."
+    return seed_units(recipe)
 
 def _stem(recipe: TransferRecipe, variant: str | None) -> str:
     return f"tibo_transfer_{DATASET_SHORT[recipe.dataset]}" + (f"_{recipe.tag}" if recipe.tag else '')
 
 reproduction = Reproduction('transfer', HELP, TransferRecipe, run, tables, claims,
                             figures=lambda res: {'': transfer_figure(res.artefacts['examples'])} if res.artefacts.get('examples') else {},
-                            stem=_stem, keys=('protocol', 'classifier', 'n_c', 'corruption'), default=TransferRecipe.cpu, aliases={'n_cs': ('--n-c',)})
+                            stem=_stem, keys=('protocol', 'classifier', 'n_c', 'corruption'), default=TransferRecipe.cpu, aliases={'n_cs': ('--n-c',)},
+                            units=units, keep=first_seed_artefacts)
 reproduce, combine, add_arguments, cli = reproduction.reproduce, reproduction.combine, reproduction.add_arguments, reproduction.cli
