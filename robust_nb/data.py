@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #10cb14ef
 from __future__ import annotations
-import gzip, os, shutil, struct, tempfile, zlib
+import gzip, math, os, shutil, struct, tempfile, zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -12,14 +12,18 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .core import (CorruptFileError, DataNotFoundError, check_choice, check_int, check_float, check_images, check_model,
+from .core import (CorruptFileError, DataNotFoundError, Seeded, check_choice, check_int, check_float, check_images, check_model,
                             check_model_input, check_model_labels, get_device, make_generator)
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DATASETS', 'ImageData', 'check_data', 'as_tensors', 'read_idx', 'write_idx', 'DatasetSpec', 'project_root',
-           'data_roots', 'find_dataset', 'get_spec', 'download_root', 'load_dataset', 'data_status', 'verify_datasets']
+__all__ = ['DATASETS', 'CIFAR_C_CORRUPTIONS', 'CORRUPTED_FOLDERS', 'IMAGE_EXTENSIONS', 'ImageData', 'check_data', 'as_tensors',
+           'read_idx', 'write_idx', 'DatasetSpec', 'project_root', 'data_roots', 'find_dataset', 'get_spec',
+           'download_root', 'load_dataset', 'data_status', 'verify_datasets', 'find_corrupted', 'load_corrupted',
+           'RandomCropFlip', 'AutoAugmentBatch', 'image_folder_splits', 'random_resized_box', 'decode_image',
+           'ImageFolderData']
 
 # %% ../nbs/01_data.ipynb #01ee8c39
 class ImageData:
@@ -423,3 +427,274 @@ def verify_datasets() -> 'pd.DataFrame':
     import pandas as pd
     rows = [_verify_row(name, split, folder) for name, _, split, folder in _registered_splits() if folder is not None]
     return pd.DataFrame(rows, columns=['dataset', 'split', 'folder', 'images', 'ok', 'problem'])
+
+# %% ../nbs/01_data.ipynb #1971503b
+CIFAR_C_CORRUPTIONS = ['gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 'glass_blur', 'motion_blur', 'zoom_blur',
+                       'snow', 'frost', 'fog', 'brightness', 'contrast', 'elastic_transform', 'pixelate', 'jpeg_compression',
+                       'speckle_noise', 'gaussian_blur', 'spatter', 'saturate']
+CORRUPTED_FOLDERS = {'cifar10': 'CIFAR-10-C', 'cifar100': 'CIFAR-100-C'}
+
+def find_corrupted(name: str, # 'cifar10' or 'cifar100'
+                  ) -> Path | None:
+    "The folder of `name`'s released corrupted test set (`labels.npy` and one `.npy` per corruption) under a data root, or None."
+    sub = CORRUPTED_FOLDERS[check_choice(name, 'name', CORRUPTED_FOLDERS)]
+    return next((r/sub for r in data_roots() if (r/sub/'labels.npy').is_file()), None)
+
+def _npy(path: Path) -> np.ndarray:
+    "The array in `path`, memory-mapped and never unpickled, or a `CorruptFileError` naming the file."
+    if not path.is_file(): raise CorruptFileError(f"{path}: missing from the released corrupted set")
+    try: return np.load(path, mmap_mode='r', allow_pickle=False)
+    except (OSError, ValueError) as e: raise CorruptFileError(f"{path}: not a readable .npy array ({e}); the file is truncated or corrupt") from e
+
+def _corrupted_not_found(name: str) -> DataNotFoundError:
+    sub = CORRUPTED_FOLDERS[name]
+    places = '\n'.join(f'  {r/sub}' for r in data_roots())
+    return DataNotFoundError(f"{sub} is not on this machine. Searched for labels.npy in:\n{places}\nFix it: unpack the released {sub}.tar "
+                             f"(Hendrycks and Dietterich, Zenodo) into one of these folders, or build the corruptions with robust_nb.eval.corruptions")
+
+def load_corrupted(name: str, # 'cifar10' or 'cifar100'
+                   corruption: str, # one of CIFAR_C_CORRUPTIONS
+                   severity: int, # 1-5
+                   folder: str | Path | None = None, # the released folder (default: `find_corrupted(name)`)
+                  ) -> ImageData:
+    "One (corruption, severity) block of a released CIFAR-C set as uint8 `ImageData`: the test images corrupted, in the test set's order."
+    check_choice(name, 'name', CORRUPTED_FOLDERS); check_choice(corruption, 'corruption', CIFAR_C_CORRUPTIONS)
+    severity = check_int(severity, 'severity', min=1, max=5)
+    folder = Path(folder) if folder is not None else find_corrupted(name)
+    if folder is None: raise _corrupted_not_found(name)
+    x, y = _npy(folder/f'{corruption}.npy'), _npy(folder/'labels.npy')
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) or len(x) % 5:
+        raise CorruptFileError(f"{folder/corruption}.npy: expected uint8 images [5 x N, 32, 32, 3] (5 severities of N test images), found {x.dtype} {x.shape}")
+    if y.ndim != 1 or len(y) != len(x): raise CorruptFileError(f"{folder/'labels.npy'}: expected {len(x)} labels like {corruption}.npy, found shape {y.shape}")
+    n = len(x) // 5
+    block = slice((severity - 1) * n, severity * n)
+    xs = torch.from_numpy(np.array(x[block])).permute(0, 3, 1, 2).contiguous()
+    try: return ImageData(xs, torch.from_numpy(np.array(y[block], dtype=np.int64)), get_spec(name).classes, f'{CORRUPTED_FOLDERS[name]}/{corruption}/{severity}')
+    except ValueError as e: raise CorruptFileError(f"{folder/'labels.npy'}: {e}") from e
+
+
+# %% ../nbs/01_data.ipynb #49014ec3
+class RandomCropFlip(Seeded):
+    "The standard CIFAR augmentation as a batch transform: pad by `pad` zero pixels, crop a random window of the original size, flip left-right with probability 1/2."
+    def __init__(self, pad: int = 4, # pixels of zero padding on each side
+                 flip: bool = True, # also flip half the images
+                 seed: int | None = 0):
+        super().__init__(seed)
+        self.pad, self.flip = check_int(pad, 'pad', min=0), flip
+    def __call__(self, x, y, state=None):
+        check_images(x, 'x')
+        g, (B, _, H, W), p = self.generator(state), x.shape, self.pad
+        top, left = (torch.randint(0, 2 * p + 1, (2, B), generator=g, device=g.device).to(x.device))
+        rows = top[:, None] + torch.arange(H, device=x.device)
+        cols = left[:, None] + torch.arange(W, device=x.device)
+        if self.flip:
+            flip = torch.rand(B, generator=g, device=g.device).to(x.device) < 0.5
+            cols = torch.where(flip[:, None], cols.flip(1), cols)
+        xp = F.pad(x, (p, p, p, p))
+        out = xp[torch.arange(B, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # [B, H, W, C]
+        return out.permute(0, 3, 1, 2).contiguous(), y
+
+class AutoAugmentBatch(Seeded):
+    "torchvision's AutoAugment as a batch transform: each image gets its own sub-policy, applied to its uint8 pixels on the CPU, seeded from the training generator."
+    POLICIES = ('cifar10', 'imagenet', 'svhn')
+    def __init__(self, policy: str = 'cifar10', # the learned policy: 'cifar10', 'imagenet' or 'svhn'
+                 seed: int | None = 0):
+        from torchvision.transforms import AutoAugment, AutoAugmentPolicy
+        super().__init__(seed)
+        self.policy = check_choice(policy, 'policy', self.POLICIES)
+        self._augment = AutoAugment(getattr(AutoAugmentPolicy, policy.upper()))
+    def __call__(self, x, y, state=None):
+        check_images(x, 'x', channels=(1, 3))
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator(state), device=self.generator(state).device))
+        u8 = x.detach().mul(255).round_().clamp_(0, 255).to('cpu', torch.uint8)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out = torch.stack([self._augment(im) for im in u8])
+        return out.to(x.device).to(x.dtype).div_(255), y
+
+
+# %% ../nbs/01_data.ipynb #da4e5daa
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
+
+def _class_files(folder: Path) -> dict[str, list[Path]]:
+    "Class name -> its image files (sorted), for every sub-folder of `folder` that holds images."
+    out = {}
+    for d in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = sorted(f for f in d.rglob('*') if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        if files: out[d.name] = files
+    return out
+
+def _flat(per_class: dict, classes: list[str]) -> tuple[list[Path], list[int]]:
+    pairs = [(f, classes.index(c)) for c in per_class for f in per_class[c]]
+    return [f for f, _ in pairs], [k for _, k in pairs]
+
+def _hold_out(per_class: dict, fraction: float, seed: int) -> tuple[dict, dict]:
+    "`fraction` of each class's files (at least one, never all) drawn at random for the test split."
+    g, train, test = make_generator(seed), {}, {}
+    for c, files in per_class.items():
+        k = min(len(files) - 1, max(1, round(fraction * len(files))))
+        perm = torch.randperm(len(files), generator=g).tolist()
+        test[c], train[c] = sorted(files[i] for i in perm[:k]), sorted(files[i] for i in perm[k:])
+    return train, test
+
+def image_folder_splits(root: str | Path, # `root/train` and `root/val` (or `root/test`), each with a folder per class; else one folder per class
+                        test_fraction: float = 0.1, # held out of each class when `root` has no test folder (M-TLAT: ten percent)
+                        seed: int = 0, # of that hold-out
+                       ) -> tuple[tuple[list[Path], list[int]], tuple[list[Path], list[int]], list[str]]:
+    "`((train files, labels), (test files, labels), classes)` of an image folder; the classes are the training sub-folders, sorted."
+    root = Path(root)
+    if not root.is_dir(): raise ValueError(f"root: {root} is not a folder")
+    test_dir = next((root/s for s in ('val', 'test') if (root/s).is_dir()), None)
+    if (root/'train').is_dir() and test_dir is not None:
+        train, test = _class_files(root/'train'), _class_files(test_dir)
+        if not set(test) <= set(train): raise ValueError(f"root: {test_dir} has classes that {root/'train'} lacks: {sorted(set(test) - set(train))[:5]}")
+    else:
+        per_class = _class_files(root)
+        if any(len(v) < 2 for v in per_class.values()): raise ValueError(f"root: every class folder of {root} needs at least two images to hold one out")
+        train, test = _hold_out(per_class, check_float(test_fraction, 'test_fraction', min=0, max=1, min_open=True), seed)
+    if len(train) < 2: raise ValueError(f"root: {root} holds {len(train)} class folder(s) with images ({', '.join(IMAGE_EXTENSIONS)}); expected one folder per class")
+    classes = sorted(train)
+    return _flat(train, classes), _flat(test, classes), classes
+
+
+# %% ../nbs/01_data.ipynb #63853350
+def random_resized_box(width: int, height: int, g: torch.Generator, scale: tuple = (0.08, 1.0), ratio: tuple = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    "The (left, top, right, bottom) box of a random-resized crop: area a random share `scale` of the image, aspect ratio log-uniform in `ratio` (ten tries, then the centre crop of the nearest ratio)."
+    area, lo, hi = width * height, math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        u = torch.rand(2, generator=g).tolist()
+        a, r = area * (scale[0] + u[0] * (scale[1] - scale[0])), math.exp(lo + u[1] * (hi - lo))
+        w, h = round(math.sqrt(a * r)), round(math.sqrt(a / r))
+        if 0 < w <= width and 0 < h <= height:
+            top, left = (int(torch.randint(0, n + 1, (1,), generator=g)) for n in (height - h, width - w))
+            return left, top, left + w, top + h
+    r = min(max(width / height, ratio[0]), ratio[1])
+    w, h = (width, round(width / r)) if width / height < r else (round(height * r), height)
+    return (width - w) // 2, (height - h) // 2, (width - w) // 2 + w, (height - h) // 2 + h
+
+def decode_image(path: str | Path, size: int, # the square side of the result
+                 augment: str = 'resize', # 'resize' (the whole image to size x size), 'center_crop' (shorter side to size x 8/7, centre square) or 'random_resized_crop' (with a left-right flip half the time)
+                 seed: int = 0, # of the random crop and flip
+                ) -> torch.Tensor:
+    "One image file as uint8 `[3, size, size]`, decoded by PIL, prepared as `augment` says."
+    from PIL import Image
+    try:
+        with Image.open(path) as im: im = im.convert('RGB')
+    except (OSError, ValueError, SyntaxError) as e: raise CorruptFileError(f"{path}: cannot be decoded as an image ({e})") from e
+    if augment == 'resize': im = im.resize((size, size), Image.BILINEAR)
+    elif augment == 'center_crop':
+        s = round(size * 256 / 224) / min(im.size)
+        im = im.resize((max(size, round(im.width * s)), max(size, round(im.height * s))), Image.BILINEAR)
+        left, top = (im.width - size) // 2, (im.height - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+    else:
+        g = make_generator(seed)
+        im = im.resize((size, size), Image.BILINEAR, box=random_resized_box(im.width, im.height, g))
+        if torch.rand(1, generator=g).item() < 0.5: im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
+# %% ../nbs/01_data.ipynb #eea0411b
+class _Decoded(torch.utils.data.Dataset):
+    "The map-style data set DataLoader workers read: item `(index, seed)` -> (uint8 image, label)."
+    def __init__(self, files, y, size, augment): self.files, self.y, self.size, self.augment = files, y, size, augment
+    def __len__(self): return len(self.files)
+    def __getitem__(self, item):
+        i, seed = item
+        return decode_image(self.files[i], self.size, self.augment, seed), self.y[i]
+
+class ImageFolderData(ImageData):
+    "Images kept in their files, decoded and prepared on the fly (in DataLoader workers for batches): `ImageData`'s interface for sets too large for memory."
+    AUGMENTS = ('resize', 'center_crop', 'random_resized_crop')
+    def __init__(self, files: list, # image paths
+                 y, # their class indices
+                 classes: list[str], # class names
+                 size: int = 224, # square side of the images served
+                 augment: str = 'resize', # see `decode_image`
+                 workers: int = 0, # DataLoader worker processes for `batches` (0: decode in this process)
+                 name: str = ''):
+        if len(files) != len(y): raise ValueError(f"y: expected {len(files)} labels, one per file, got {len(y)}")
+        if not classes: raise ValueError("classes: expected a non-empty list of class names")
+        self.files, self.y, self.classes, self.name = [str(f) for f in files], torch.as_tensor(y, dtype=torch.long), list(classes), name
+        if len(self.y) and (self.y.min() < 0 or self.y.max() >= len(self.classes)): raise ValueError(f"y: labels must lie in [0, {len(self.classes) - 1}]")
+        self.size, self.augment = check_int(size, 'size', min=8), check_choice(augment, 'augment', self.AUGMENTS)
+        self.workers, self._device = check_int(workers, 'workers', min=0), torch.device('cpu')
+    @property
+    def x(self) -> torch.Tensor:
+        "A zero-length uint8 stand-in `[0, 3, size, size]`: the images stay in their files (`load()` reads them into memory)."
+        return torch.empty((0, 3, self.size, self.size), dtype=torch.uint8)
+    @property
+    def shape(self) -> tuple: return (3, self.size, self.size)
+    @property
+    def device(self) -> torch.device: return self._device
+    def __repr__(self): return f"ImageFolderData({self.name or 'unnamed'}: {len(self)} image files served as {self.shape}, {self.num_classes} classes, {self.augment}, {self.device})"
+    def _like(self, files, y, **kw) -> ImageFolderData:
+        d = ImageFolderData(files, y, self.classes, self.size, self.augment, self.workers, self.name)
+        d._device = kw.get('device', self._device)
+        return d
+    def _indices(self, idx) -> list[int]:
+        if isinstance(idx, int):
+            if not -len(self) <= idx < len(self): raise IndexError(f"idx: {idx} is out of range for a data set of {len(self)} images")
+            return [idx % len(self)]
+        return torch.arange(len(self))[idx.cpu() if isinstance(idx, torch.Tensor) else idx].reshape(-1).tolist()
+    def __getitem__(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        "Float images in [0, 1] and labels at `idx` (int, slice or index tensor), decoded here (the random crop seeded by each index)."
+        ii = self._indices(idx)
+        x = torch.stack([decode_image(self.files[i], self.size, self.augment, i) for i in ii]) if ii else torch.empty((0, *self.shape), dtype=torch.uint8)
+        return x.to(self.device).float().div_(255), self.y[ii].to(self.device)
+
+
+# %% ../nbs/01_data.ipynb #55380fe6
+@patch
+def subset(self: ImageFolderData, idx) -> ImageFolderData:
+    "The files at `idx`, as a new `ImageFolderData`."
+    ii = self._indices(idx)
+    return self._like([self.files[i] for i in ii], self.y[ii])
+
+@patch
+def to(self: ImageFolderData, device) -> ImageFolderData:
+    "This set with its batches served on `device` (the files stay where they are)."
+    device = get_device(device)
+    return self if device == self._device else self._like(self.files, self.y, device=device)
+
+@patch
+def _plan(self: ImageFolderData, batch_size: int, shuffle: bool, generator, drop_last: bool, shard: tuple[int, int] = (0, 1)) -> list[list[tuple[int, int]]]:
+    "Batches of `(index, seed)` (this rank's part of each): the order, and one augmentation seed per image, drawn from `generator` (seed 0 when None and not shuffling)."
+    n, g = len(self), make_generator(generator if generator is not None or shuffle else 0, name='generator')
+    order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+    seeds = torch.randint(0, 2**62, (n,), generator=g)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    pairs = list(zip(order.tolist(), seeds.tolist()))
+    return [pairs[slice(*_shard_bounds(i, min(i + batch_size, n), *shard))] for i in range(0, stop, batch_size)]
+
+@patch
+def _uint8_batches(self: ImageFolderData, batch_size: int = 256, shuffle: bool = False, generator=None, drop_last: bool = False, shard: tuple[int, int] = (0, 1)):
+    "uint8 batches `(x, y)` on the CPU, decoded by `workers` DataLoader processes (pinned for a CUDA device)."
+    batch_size = check_int(batch_size, 'batch_size', min=1)
+    if not 0 <= shard[0] < shard[1]: raise ValueError(f"shard: expected (rank, number of ranks) with 0 <= rank < number of ranks, got {shard!r}")
+    if len(self) == 0: raise ValueError(f"data: the data set {self.name!r} is empty")
+    loader = torch.utils.data.DataLoader(_Decoded(self.files, self.y, self.size, self.augment), batch_sampler=self._plan(batch_size, shuffle, generator, drop_last, shard),
+                                         num_workers=self.workers, pin_memory=self.device.type == 'cuda')
+    yield from loader
+
+@patch
+def batches(self: ImageFolderData, batch_size: int = 256, shuffle: bool = False,
+            generator: torch.Generator | int | None = None, # generator or seed for the order and the augmentation
+            drop_last: bool = False,
+            shard: tuple[int, int] = (0, 1), # (rank, number of ranks): yield only this rank's part of every batch (data-parallel training)
+           ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    "Float mini-batches `(x, y)` on the set's device, as `ImageData.batches`; the same generator gives the same batches whatever the number of workers."
+    for xb, yb in self._uint8_batches(batch_size, shuffle, generator, drop_last, shard):
+        yield xb.to(self.device, non_blocking=True).float().div_(255), yb.to(self.device, non_blocking=True)
+
+@patch
+def load(self: ImageFolderData, batch_size: int = 256) -> ImageData:
+    "Every image decoded (by the workers) into an in-memory uint8 `ImageData`, in order: an evaluation set."
+    parts = list(self._uint8_batches(batch_size))
+    return ImageData(torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts]), self.classes, self.name).to(self.device)
+
+@patch
+def tensors(self: ImageFolderData) -> tuple[torch.Tensor, torch.Tensor]:
+    "All images as one float tensor in [0, 1] and the labels (decoded by the workers)."
+    return self.load().tensors()
+

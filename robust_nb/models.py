@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from .core import check_choice, check_int, check_float
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'MODELS', 'Normalize', 'ImageClassifier', 'EmbedHead', 'count_parameters', 'LeNet',
-           'TiboCNN', 'TiboGenerator', 'CMNISTNet', 'BasicBlock', 'ResNet', 'resnet', 'WideBlock', 'WideResNet',
-           'SmallVGG', 'TorchvisionClassifier', 'Decoder', 'PairedAutoEncoder', 'ScaledPairedAutoEncoder',
-           'create_model']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'RESNETS', 'MODELS', 'Normalize', 'ImageClassifier', 'EmbedHead', 'count_parameters',
+           'LeNet', 'TiboCNN', 'TiboGenerator', 'CMNISTNet', 'BasicBlock', 'ResNet', 'resnet', 'WideBlock',
+           'WideResNet', 'SmallVGG', 'TorchvisionClassifier', 'Decoder', 'PairedAutoEncoder', 'ScaledPairedAutoEncoder',
+           'torchvision_resnet', 'create_model']
 
 # %% ../nbs/02_models.ipynb #49b92ed9
 class Normalize(nn.Module):
@@ -255,6 +255,19 @@ class PairedAutoEncoder(nn.Module):
 class ScaledPairedAutoEncoder(PairedAutoEncoder):
     "`PairedAutoEncoder(in_channels, image_size, code_dim, width)` built narrower or wider than Appendix B's (`width` != 1); same `forward(x, corrupted)` and `transfer(x)`."
 
+# %% ../nbs/02_models.ipynb #c3bb2ee8
+RESNETS = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152')
+
+def torchvision_resnet(arch: str = 'resnet50', # one of RESNETS
+                       in_channels: int = 3, num_classes: int = 1000, image_size: int = 224) -> TorchvisionClassifier:
+    "A randomly initialised torchvision ResNet (ImageNet layout: 7x7 stem, max pool, four stages) with the embed/head split and ImageNet normalisation inside."
+    import torchvision
+    m = getattr(torchvision.models, check_choice(arch, 'arch', RESNETS))(weights=None, num_classes=num_classes)
+    if in_channels != 3: m.conv1 = nn.Conv2d(in_channels, m.conv1.out_channels, 7, 2, 3, bias=False)
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if in_channels == 3 else ((sum(IMAGENET_MEAN) / 3,) * in_channels, (sum(IMAGENET_STD) / 3,) * in_channels)
+    return TorchvisionClassifier(m, (mean, std), input_shape=(in_channels, image_size, image_size))
+
+
 # %% ../nbs/02_models.ipynb #00deb17d
 MODELS: dict[str, Callable[..., ImageClassifier]] = {
     'lenet': LeNet,
@@ -264,6 +277,8 @@ MODELS: dict[str, Callable[..., ImageClassifier]] = {
     'resnet56': lambda **kw: resnet(56, **kw),
     'wrn': WideResNet,
     'vgg_small': SmallVGG,
+    'resnet18': lambda **kw: torchvision_resnet('resnet18', **kw),
+    'resnet50': lambda **kw: torchvision_resnet('resnet50', **kw),
 }
 
 def create_model(name: str, # one of `MODELS`

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..core import check_int, eval_mode, get_device, make_generator, model_device, seed_everything
-from ..data import ImageData, as_tensors, load_dataset
+from ..data import ImageData, ImageFolderData, as_tensors, image_folder_splits, load_dataset
 from ..models import MODELS, create_model
 from ..train import CrossEntropy, StepDecay, TrainState, fit
 from ..eval.attacks import attack_batches, cw_l2, mi_fgsm, pgd, pgd_ll
@@ -30,8 +30,8 @@ from ..viz import mtlat_pair_figure, score_heatmap
 __all__ = ['CORRUPTION_NAMES', 'ATTACK_NAMES', 'PERTURBATIONS', 'MTLAT_PAPER', 'MTLAT_PAPER_TABLE3', 'MAIN_METHODS',
            'ABLATION_METHODS', 'MTLAT_METHODS', 'table', 'MTLAT_CLAIMS', 'HELP', 'ABOUT', 'reproduction', 'reproduce',
            'combine', 'add_arguments', 'cli', 'reproduce_mtlat', 'transfer_examples', 'perturbation_benchmark',
-           'MTLATRecipe', 'train_method', 'train_surrogate', 'step_cost', 'run_mtlat', 'run', 'benchmark_table',
-           'ablation_table', 'tables', 'mtlat_claims', 'claims', 'describe', 'figures']
+           'MTLATRecipe', 'mtlat_data', 'train_method', 'train_surrogate', 'step_cost', 'run_mtlat', 'run',
+           'benchmark_table', 'ablation_table', 'tables', 'mtlat_claims', 'claims', 'describe', 'figures', 'units']
 
 # %% ../../nbs/52_experiments.mtlat.ipynb #9aafe499
 CORRUPTION_NAMES: list[str] = list(SUITES['mtlat19'])
@@ -131,16 +131,18 @@ MTLAT_METHODS: dict[str, Callable[['MTLATRecipe', int], tuple]] = {  # (recipe, 
 
 @dataclass
 class MTLATRecipe(Recipe):
-    "Settings of the M-TLAT reproduction (CPU defaults; `full()` for the paper's)."
-    COUNTS = dict(seeds=1, first_seed=0, epochs=1, batch_size=1, train_size=1, eval_size=1, cw_search_steps=1, cost_steps=1)
+    "Settings of the M-TLAT reproduction (CPU defaults; `full()` for the paper's; `dataset='imagenet100'` with `data_dir` for its ImageNet-100 setting: about 7 to 24 H100-hours for one seed, estimated in benchmarks/paper_scale_steps.json)."
+    COUNTS = dict(seeds=1, first_seed=0, epochs=1, batch_size=1, train_size=1, eval_size=1, cw_search_steps=1, cost_steps=1, image_size=8, workers=0)
     AMOUNTS, AT_LEAST, RATES = dict(lr=0, alpha=0), dict(weight_decay=0), ('eps_max', 'milestones')
-    CHOICES = dict(dataset=('fashion_mnist', 'cifar10'), model=MODELS, methods=MTLAT_METHODS, ablations=MTLAT_METHODS)
-    QUICK = ('Smoke test: one seed, 2 epochs on 1,000 images, 200 test images (a minute or two on a CPU).',
+    CHOICES = dict(dataset=('fashion_mnist', 'cifar10', 'imagenet100'), model=MODELS, methods=MTLAT_METHODS, ablations=MTLAT_METHODS,
+                   augment=('resize', 'random_resized_crop'))
+    QUICK = ('Smoke test: one seed, 2 epochs on 1,000 images, 200 test images (a minute or two on a CPU; ImageNet-100: ResNet-18 at 64 px).',
              dict(seeds=1, epochs=2, train_size=1000, eval_size=200, cost_steps=5))
-    FULL = ("The paper's protocol: 90 epochs, batch 256, the whole training and test sets, the default SmallVGG surrogate, CW with binary search (GPU).",
+    FULL = ("The paper's protocol: 90 epochs, batch 256, the whole training and test sets, the default SmallVGG surrogate, CW with binary search "
+            "(GPU; with --dataset imagenet100 --data-dir DIR: ResNet-50 at 224 px, the paper's setting).",
             dict(epochs=90, batch_size=256, train_size=None, eval_size=None, seeds=1, surrogate_cfg=(32, 32, 'M', 64, 64, 'M', 128, 128, 'M'), cw_search_steps=5))
-    dataset: str = 'fashion_mnist' # 'fashion_mnist' or 'cifar10'
-    model: str | None = None # a key of robust_nb.models.MODELS; None: lenet (Fashion-MNIST), resnet20 (CIFAR-10)
+    dataset: str = 'fashion_mnist' # 'fashion_mnist', 'cifar10', or 'imagenet100' (an image folder: `data_dir`)
+    model: str | None = None # a key of robust_nb.models.MODELS; None: lenet (Fashion-MNIST), resnet20 (CIFAR-10), resnet50 (ImageNet-100)
     methods: tuple[str, ...] = MAIN_METHODS # benchmarked trainings
     ablations: tuple[str, ...] = ABLATION_METHODS # Table 3: clean accuracy only (trainings shared with `methods` run once)
     seeds: int = 2 # repeats
@@ -157,11 +159,34 @@ class MTLATRecipe(Recipe):
     surrogate_cfg: tuple = (16, 16, 'M', 32, 32, 'M', 64, 'M') # SmallVGG blocks of the MI-FGSM surrogate
     cw_search_steps: int = 1 # 1: one 40-iteration CW optimisation; 5: binary search over c
     cost_steps: int = 10 # training steps timed per method and round for the cost comparison
+    data_dir: str | None = None # ImageNet-100: a folder with train/ and val/ (or test/), a folder per class in each; or a folder per class (ten percent held out)
+    image_size: int = 224 # ImageNet-100: side of the images served
+    augment: str = 'resize' # ImageNet-100 training images: 'resize' (the paper's only pre-processing) or 'random_resized_crop' with a flip
+    workers: int = 8 # ImageNet-100: DataLoader processes decoding the images
     device: str | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.dataset == 'imagenet100' and self.data_dir is None:
+            raise ValueError("data_dir: ImageNet-100 is read from an image folder; give its path (--data-dir DIR)")
+
+    @classmethod
+    def quick(cls, **kw):
+        "The recipe of `QUICK` (ImageNet-100: ResNet-18 at 64 px, batch 32): minutes on a CPU (`kw` sets any other field)."
+        small = dict(model='resnet18', image_size=64, batch_size=32, workers=2) if kw.get('dataset') == 'imagenet100' else {}
+        return cls(**{**cls.QUICK[1], **small, **kw})
 
     def model_name(self) -> str:
         "The model trained: `model`, or the data set's default."
-        return self.model or {'fashion_mnist': 'lenet', 'cifar10': 'resnet20'}[self.dataset]
+        return self.model or {'fashion_mnist': 'lenet', 'cifar10': 'resnet20', 'imagenet100': 'resnet50'}[self.dataset]
+
+def mtlat_data(recipe: MTLATRecipe) -> tuple[ImageData, ImageData]:
+    "(training set, test set): a registered data set in memory, or ImageNet-100 read from `data_dir` as `ImageFolderData` (test images resized, or centre-cropped after random-resized-crop training)."
+    if recipe.dataset != 'imagenet100': return load_dataset(recipe.dataset, 'train'), load_dataset(recipe.dataset, 'test')
+    (tr, ytr), (te, yte), classes = image_folder_splits(recipe.data_dir)
+    test_prep = 'resize' if recipe.augment == 'resize' else 'center_crop'
+    return (ImageFolderData(tr, ytr, classes, recipe.image_size, recipe.augment, recipe.workers, 'imagenet100 train'),
+            ImageFolderData(te, yte, classes, recipe.image_size, test_prep, recipe.workers, 'imagenet100 test'))
 
 def _build(recipe: MTLATRecipe, method: str, data: ImageData):
     "(model, objective, transform) of `method` for `data`."
@@ -235,7 +260,7 @@ def run_mtlat(recipe: MTLATRecipe, progress: bool = False, log: Callable[[str], 
              ) -> pd.DataFrame:
     "Train and score every method over the recipe's seeds; one record per (method, seed)."
     device = get_device(recipe.device)
-    train_all, test_all = load_dataset(recipe.dataset, 'train'), load_dataset(recipe.dataset, 'test')
+    train_all, test_all = mtlat_data(recipe)
     xt, yt = as_tensors(test_all.take(recipe.eval_size, seed=0) if recipe.eval_size else test_all)
     records = []
     for seed in range(recipe.first_seed, recipe.first_seed + recipe.seeds):
@@ -257,14 +282,14 @@ def run_mtlat(recipe: MTLATRecipe, progress: bool = False, log: Callable[[str], 
     return pd.DataFrame(records)[cols]
 
 def run(recipe: MTLATRecipe, progress: bool = False, log: Callable[[str], None] | None = print):
-    "The step cost and the trainings of `recipe` as a `Result` (artefact `models`, entry `step_cost`)."
+    "The step cost and the trainings of `recipe` as a `Result` (artefact `models`, entry `step_cost`; ImageNet-100: entry `classes` too)."
     def work():
-        train_all = load_dataset(recipe.dataset, 'train')
+        train_all = mtlat_data(recipe)[0]
         cost = step_cost(recipe, train_all.take(min(len(train_all), 2048), seed=0), steps=recipe.cost_steps, device=get_device(recipe.device))
         if log: log('seconds per step: ' + ', '.join(f"{m} {v * 1000:.1f} ms (x{cost['ratio_to_standard'][m]:.2f})" for m, v in cost['seconds_per_step'].items()))
         models = {}
         records = run_mtlat(recipe, progress=progress, log=log, models=models)
-        return records, {'models': models}, {'step_cost': cost}
+        return records, {'models': models}, {'step_cost': cost, **({'classes': train_all.classes} if recipe.dataset == 'imagenet100' else {})}
     return timed(recipe, work)
 
 # %% ../../nbs/52_experiments.mtlat.ipynb #9d991950
@@ -337,8 +362,10 @@ MTLAT_CLAIMS = [  # (yes / no figure, the paper's statement, figure measured, th
 def claims(records: pd.DataFrame) -> list: return claims_from(mtlat_claims(records), MTLAT_CLAIMS)
 
 # %% ../../nbs/52_experiments.mtlat.ipynb #898af117
+from .common import first_seed_artefacts, seed_units
+
 HELP = 'M-TLAT Tables 1-3: 19 corruptions + 5 attacks as robustness scores for standard, Mixup, TLAT, M-TLAT, IAT; the adversarial-training ablation'
-_SHORT = {'fashion_mnist': 'fmnist', 'cifar10': 'cifar10'}
+_SHORT = {'fashion_mnist': 'fmnist', 'cifar10': 'cifar10', 'imagenet100': 'imagenet100'}
 ABOUT = dict(paper='Laugros, Caplier, Ospici 2020, Addressing Neural Network Robustness with Mixup and Targeted Labeling Adversarial Training',
              paper_numbers=dict(tables_1_2=MTLAT_PAPER, table_3=MTLAT_PAPER_TABLE3))
 
@@ -350,11 +377,18 @@ def figures(res) -> dict:
     "The score heatmap and, where the run kept an M-TLAT model, one of its training couples."
     rc = res.recipe if isinstance(res.recipe, dict) else {**asdict(res.recipe), **describe(res.recipe)}
     figs = {'_scores': score_heatmap(res.records, f"M-TLAT benchmark on {rc['dataset']} ({rc['model']})")}
-    if 'mtlat' in res.artefacts.get('models', {}):
+    if 'mtlat' in res.artefacts.get('models', {}) and rc['dataset'] != 'imagenet100':  # the couple figure reads the test set whole
         figs['_pair'] = mtlat_pair_figure(res.artefacts['models']['mtlat'], load_dataset(rc['dataset'], 'test'), eps=rc['eps_max'], alpha=rc['alpha'], seed=1)
     return figs
 
+def units(recipe: MTLATRecipe) -> list[dict]:
+    "Ray units of Tables 1-3: one per seed and training (benchmarked, or an ablation scored on clean images), each from its seed; every unit trains its seed's surrogate again, which gives the same transfer attacks."
+    trainings = dict.fromkeys((*recipe.methods, *recipe.ablations))
+    return [{**u, 'methods': (m,) if m in recipe.methods else (), 'ablations': (m,) if m in recipe.ablations else ()}
+            for u in seed_units(recipe) for m in trainings]
+
 reproduction = Reproduction('mtlat', HELP, MTLATRecipe, run, tables, claims, figures,
-                            stem=lambda r, variant: f"mtlat_{_SHORT[r.dataset]}_{variant or 'cpu'}", keys=('method',), about=ABOUT, describe=describe)
+                            stem=lambda r, variant: f"mtlat_{_SHORT[r.dataset]}_{variant or 'cpu'}", keys=('method',), about=ABOUT, describe=describe,
+                            units=units, keep=first_seed_artefacts)
 reproduce, combine, add_arguments, cli = reproduction.reproduce, reproduction.combine, reproduction.add_arguments, reproduction.cli
 reproduce_mtlat = reproduce
