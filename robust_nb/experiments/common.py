@@ -18,8 +18,9 @@ from ..core import atomic_write, check_choice, check_float, check_int, environme
 # %% auto #0
 __all__ = ['device_option', 'out_option', 'int_option', 'float_option', 'list_option', 'choice_option', 'check_fields', 'Recipe',
            'recipe_options', 'run_options', 'ray_options', 'recipe_from', 'Claim', 'claims_from', 'Result', 'timed',
-           'save_results', 'combine_runs', 'Reproduction', 'seed_units', 'grid_units', 'first_seed_artefacts',
-           'unit_key', 'unit_name', 'unit_path', 'read_unit', 'ray_module', 'ray_session', 'run_unit', 'UnitsFailed']
+           'save_results', 'combine_runs', 'Reproduction', 'run_scale', 'seed_units', 'grid_units',
+           'first_seed_artefacts', 'unit_key', 'unit_name', 'unit_path', 'read_unit', 'ray_module', 'ray_session',
+           'run_unit', 'UnitsFailed']
 
 # %% ../../nbs/49_experiments.common.ipynb #90b4797e
 def _option(check):
@@ -367,6 +368,23 @@ def cli(self: Reproduction, args: argparse.Namespace) -> int:
     if getattr(args, 'ray', False): return self.cli_ray(recipe, args, variant)
     self.reproduce(recipe, out=args.out, progress=not args.quiet, variant=variant)
     return 0
+
+# %% ../../nbs/49_experiments.common.ipynb #ff074f1d
+@patch
+def findings(self: Reproduction, path: str | Path) -> pd.DataFrame:
+    "The paper's claims recomputed from the records of the result JSON at `path`: one row per claim, with whether it held."
+    records = pd.DataFrame(_read_result(Path(path))['records'])
+    return pd.DataFrame([asdict(c) for c in self.claims(records)], columns=['name', 'statement', 'measured', 'threshold', 'held'])
+
+def run_scale(path: str | Path) -> str:
+    "How large the run at `path` was, in a line: seeds, epochs, training images where the recipe says, and the wall-clock time."
+    r = _read_result(Path(path))
+    rc, parts = r['recipe'], []
+    if 'seeds' in rc: parts.append(f"{rc['seeds']} seed{'s' * (rc['seeds'] != 1)}")
+    if rc.get('epochs') is not None: parts.append(f"{rc['epochs']:g} epochs")
+    if 'train_size' in rc: parts.append(f"{rc['train_size']:,} training images" if rc['train_size'] else 'the whole training set')
+    if r.get('seconds'): parts.append(f"{r['seconds'] / 60:.0f} minutes")
+    return ', '.join(parts)
 
 # %% ../../nbs/49_experiments.common.ipynb #b9d5e55f
 def seed_units(recipe) -> list[dict]:
