@@ -4,9 +4,11 @@
 
 # %% ../nbs/41_widgets.ipynb #717cf295
 from __future__ import annotations
+import base64, io
 from typing import Sequence
 
 import pandas as pd
+from PIL import Image
 import torch
 import ipywidgets as W
 from IPython.display import display
@@ -18,15 +20,29 @@ from .data import check_data
 from .eval.corruptions import corrupt, suite_names, corruption_seed, MNIST_C_DEFAULT_SEVERITY
 from .eval.benchmark import corruption_sweep
 from .data import as_tensors
-from .viz import show_images, severity_curves
+from .viz import figure_png, show_images, severity_curves
 
 # %% auto #0
 __all__ = ['MARGIN_ATTACKS', 'CorruptionSweep', 'MarginCurves', 'UtilityExplorer']
 
 # %% ../nbs/41_widgets.ipynb #419b1824
 class _Explorer:
-    "What every explorer shares: `widget` is what displays, a changed control calls `update`, `predict` labels images, `_show` puts figures into output areas."
-    def _ipython_display_(self): display(self.widget)
+    "What every explorer shares: `widget` is what displays (with a picture of its figures for readers without a kernel), a changed control calls `update`, `predict` labels images, `_show` puts figures into output areas."
+    FIGURES: tuple[str, ...] = () # the attributes holding the explorer's current figures
+    def _ipython_display_(self): display(self.mimebundle(), raw=True)
+    def mimebundle(self) -> dict:
+        "The widget's view and, beside it, a PNG of its figures as they stand: JupyterLab shows the live widget, a viewer without a kernel (GitHub, nbviewer) the picture."
+        png = self.snapshot()
+        return {**self.widget._repr_mimebundle_(), **({'image/png': base64.b64encode(png).decode()} if png else {})}
+    def snapshot(self) -> bytes | None:
+        "The explorer's figures side by side as one PNG (None before the first figure)."
+        figs = [f for f in (getattr(self, a, None) for a in self.FIGURES) if f is not None]
+        if not figs: return None
+        parts = [Image.open(io.BytesIO(figure_png(f))).convert('RGB') for f in figs]
+        sheet = Image.new('RGB', (sum(p.width for p in parts), max(p.height for p in parts)), 'white')
+        for i, p in enumerate(parts): sheet.paste(p, (sum(q.width for q in parts[:i]), 0))
+        buf = io.BytesIO(); sheet.save(buf, format='png')
+        return buf.getvalue()
     def _on_change(self, change): self.update()
     def predict(self, model, x) -> torch.Tensor:
         "The classes `model` predicts for the images `x` (in eval mode, its own mode restored), on the CPU."
@@ -43,6 +59,7 @@ class _Explorer:
 # %% ../nbs/41_widgets.ipynb #3da6f867
 class CorruptionSweep(_Explorer):
     "Explore a classifier's accuracy under the corruptions of a suite, optionally next to a second model."
+    FIGURES = ('grid_fig', 'curve_fig')
     def __init__(self, model: torch.nn.Module, # classifier on [B, C, H, W] in [0, 1]
                  data, # ImageData or a pair (x, y)
                  suite: str | Sequence[str] = 'imagenet_c', # suite name or list of corruption names
@@ -109,6 +126,7 @@ MARGIN_ATTACKS = ('fgsm', 'pgd', 'bg', 'mi_fgsm', 'cw_l2')  # the attacks offere
 
 class MarginCurves(_Explorer):
     "Margin curves, closest adversarial examples and attack shares of several models, for a chosen norm and attack ensemble."
+    FIGURES = ('curve_fig', 'share_fig', 'gallery_fig')
     def __init__(self, models: dict[str, torch.nn.Module], # {name: classifier on [B, C, H, W] in [0, 1]}
                  data, # ImageData, a pair (x, y) or an image tensor
                  n: int = 64, # images the margins are measured on (the first n)
@@ -188,6 +206,7 @@ from .viz import new_figure, image_to_numpy
 
 class UtilityExplorer(_Explorer):
     "Utility, sensitivity, top-/bottom-k masks and utility-aware perturbations of one sample, for one or several models."
+    FIGURES = ('fig',)
     def __init__(self, models: torch.nn.Module | dict[str, torch.nn.Module], # a model with `embed` and `head`, or {name: model}
                  data, # ImageData or a pair (x, y); the first n samples are offered
                  k: int = 256, # features in the top-k and bottom-k sets
