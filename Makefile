@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.robust_nb-installed
 
-.PHONY: install data demo test test-fast readme lab benchmarks clean-venv
+.PHONY: install data demo test test-fast readme lab lessons benchmarks clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ test: data
 
 readme: install
 	$(PY) scripts/make_readme.py
+
+# Execute every tutorial in reading order and keep its outputs (LESSONS=attacks picks some); `scripts/lessons.py --check` is what CI checks.
+LESSONS ?=
+lessons: data
+	$(PY) scripts/lessons.py $(LESSONS)
 
 # JupyterLab on the tutorials (nbs/ is the root, so the module notebooks are one click away); LAB_ARGS=--no-browser on a server.
 LAB_ARGS ?=
