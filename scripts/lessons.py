@@ -24,14 +24,15 @@ def _time(cell: dict, key: str):
 def problems(path: Path) -> list[str]:
     "What keeps the committed tutorial at `path` from being a complete run in order: no outputs, an error, a cell not run, cells out of order."
     cells = [c for c in json.loads(path.read_text())['cells'] if c['cell_type'] == 'code' and ''.join(c['source']).strip()]
-    out, last = [], None
+    out, last, unrun = [], None, []
     if not any(c.get('outputs') for c in cells): out.append('no outputs: run `make lessons`')
     for i, c in enumerate(cells, 1):
         if any(o.get('output_type') == 'error' for o in c.get('outputs', [])): out.append(f'code cell {i} has an error output')
         start = _time(c, 'iopub.execute_input')
-        if start is None: out.append(f'code cell {i} has no record of running'); continue
+        if start is None: unrun.append(i); continue
         if last is not None and start < last: out.append(f'code cell {i} ran before the cell above it')
         last = _time(c, 'shell.execute_reply') or start
+    if unrun: out.append(f"{len(unrun)} of {len(cells)} code cells have no record of running (cells {', '.join(map(str, unrun[:5]))}{', ...' if len(unrun) > 5 else ''}): run `make lessons`")
     return out
 
 
