@@ -68,7 +68,7 @@ class TransferRecipe(Recipe):
 
     @classmethod
     def cpu(cls, **kw) -> 'TransferRecipe':
-        "About 20 minutes on one CPU thread for two seeds (see the text above): what `robust-nb reproduce transfer` runs."
+        "About 30 minutes on one CPU thread for two seeds (the committed run took 30; see the text above): what `robust-nb reproduce transfer` runs."
         return cls(**{**cls.CPU, **kw})
 
 # %% ../../nbs/54_experiments.transfer.ipynb #d9da8e4e
