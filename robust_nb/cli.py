@@ -13,7 +13,7 @@ from .core import get_device, seed_everything
 from .data import DATASETS, data_status, get_spec, load_dataset, verify_datasets
 from .experiments.common import device_option, float_option, int_option, out_option
 from .models import MODELS, count_parameters, create_model
-from .train import ExponentialDecay, evaluate, fit, init_distributed, save_model, world
+from .train import ExponentialDecay, evaluate, fit, init_distributed, leave_distributed, save_model, world
 
 # %% auto #0
 __all__ = ['ZOO_ACTIONS', 'REPRODUCTIONS', 'COMMANDS', 'OPTION_NAMES', 'cmd_data', 'cmd_train', 'cmd_zoo', 'cmd_compare',
@@ -64,6 +64,7 @@ def cmd_train(args) -> int:
         (out/'result.json').write_text(json.dumps({'model': args.model, 'dataset': args.dataset, 'seed': args.seed, 'epochs': args.epochs,
                                                    'test_acc': res['acc'], 'test_loss': res['loss'], 'device': str(device)}, indent=1))
         say(f"saved to {out}")
+    leave_distributed()
     return 0
 
 # %% ../nbs/90_cli.ipynb #983a5e1d

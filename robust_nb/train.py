@@ -25,7 +25,7 @@ from .data import ImageData, _check_unit_range
 __all__ = ['OPTIMIZERS', 'TrainState', 'Objective', 'soft_cross_entropy', 'widen_half', 'hard_labels', 'CrossEntropy', 'Schedule',
            'Constant', 'StepDecay', 'ExponentialDecay', 'Warmup', 'Piecewise', 'split_state', 'join_state',
            'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'save_model', 'load_model', 'evaluate', 'world',
-           'init_distributed', 'optimizer_backward', 'fit', 'KeepBest']
+           'init_distributed', 'leave_distributed', 'optimizer_backward', 'fit', 'KeepBest']
 
 # %% ../nbs/03_train.ipynb #3e9aeb50
 @dataclass
@@ -401,6 +401,12 @@ def init_distributed(device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     if not torch.distributed.is_initialized(): torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     return device
+
+def leave_distributed():
+    "Wait for every rank, then leave the process group (nothing outside one): the last step of a script run by `torchrun`, so that no rank exits while another still talks to it."
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 # %% ../nbs/03_train.ipynb #fa9be94f
 @dataclass

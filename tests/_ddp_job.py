@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 from robust_nb.core import derive_seed, make_generator
 from robust_nb.data import load_dataset
-from robust_nb.train import CrossEntropy, OPTIMIZERS, fit, world
+from robust_nb.train import CrossEntropy, OPTIMIZERS, fit, leave_distributed, world
 
 class Float64(nn.Module):
     "Casts images to float64, so that runs differing only in the order of summation agree to about 1e-15."
@@ -64,5 +64,6 @@ def main():
         save_file(net.state_dict(), f'{a.out}/fit.safetensors')
         if peer is not None: save_file(peer.state_dict(), f'{a.out}/ddp.safetensors')
         (Path(a.out)/'ranks').write_text(str(world()[1]))
+    leave_distributed()
 
 if __name__ == '__main__': main()
