@@ -50,11 +50,18 @@ def tutorials() -> list[Path]:
     return [found[n] for n in ORDER if n in found] + [found[n] for n in sorted(set(found) - set(ORDER))]
 
 
+def drop_widget_state(path: Path):
+    "Remove the widget models nbclient saves in the notebook's metadata (hundreds of kB): a reader without a kernel sees each explorer's picture instead."
+    nb = json.loads(path.read_text())
+    if nb.get('metadata', {}).pop('widgets', None) is not None: path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
+
+
 def execute(path: Path):
-    "Run `path` top to bottom in a fresh kernel, in place, then clean it as nbdev does (outputs and run times kept)."
+    "Run `path` top to bottom in a fresh kernel, in place, then clean it as nbdev does (outputs and run times kept, widget state dropped)."
     bin = Path(sys.executable).parent
     subprocess.run([bin/'jupyter', 'nbconvert', '--to', 'notebook', '--execute', '--inplace', '--ExecutePreprocessor.timeout=900', str(path)],
                    check=True, cwd=path.parent)
+    drop_widget_state(path)
     subprocess.run([bin/'nbdev_clean', '--fname', str(path)], check=True, cwd=ROOT)
 
 
