@@ -27,6 +27,7 @@ def render() -> str:
     nb.metadata['language_info'] = {'name': 'python'}
     body, _ = MarkdownExporter().from_notebook_node(nb)
     note = '<!-- generated from nbs/index.ipynb by `make readme`; edit the notebook, not this file -->\n\n'
+    body = body.replace('](tutorials/', '](nbs/tutorials/')  # links from nbs/index.ipynb, read from the repository's root
     return note + re.sub(r'\n{3,}', '\n\n', body).strip() + '\n'
 
 
