@@ -19,11 +19,11 @@ from .core import (CorruptFileError, DataNotFoundError, Seeded, check_choice, ch
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DATASETS', 'CIFAR_C_CORRUPTIONS', 'CORRUPTED_FOLDERS', 'IMAGE_EXTENSIONS', 'ImageData', 'check_data', 'as_tensors',
-           'read_idx', 'write_idx', 'DatasetSpec', 'project_root', 'data_roots', 'find_dataset', 'get_spec',
-           'download_root', 'load_dataset', 'data_status', 'verify_datasets', 'find_corrupted', 'load_corrupted',
-           'RandomCropFlip', 'AutoAugmentBatch', 'image_folder_splits', 'random_resized_box', 'decode_image',
-           'ImageFolderData']
+__all__ = ['DATASETS', 'CIFAR_C_CORRUPTIONS', 'CORRUPTED_FOLDERS', 'IMAGE_EXTENSIONS', 'ImageData', 'batch_bounds', 'check_data',
+           'as_tensors', 'read_idx', 'write_idx', 'DatasetSpec', 'project_root', 'data_roots', 'find_dataset',
+           'get_spec', 'download_root', 'load_dataset', 'data_status', 'verify_datasets', 'find_corrupted',
+           'load_corrupted', 'RandomCropFlip', 'AutoAugmentBatch', 'image_folder_splits', 'random_resized_box',
+           'decode_image', 'ImageFolderData']
 
 # %% ../nbs/01_data.ipynb #01ee8c39
 class ImageData:
@@ -131,16 +131,18 @@ def batches(self: ImageData, batch_size: int = 256, shuffle: bool = False,
             shard: tuple[int, int] = (0, 1), # (rank, number of ranks): yield only this rank's part of every batch (data-parallel training)
            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     "Float mini-batches `(x, y)` of `batch_size`, in order or shuffled with `generator` (with `shard`, this rank's part of each)."
+    bounds = batch_bounds(len(self), batch_size, drop_last, shard, self.name)
+    order = torch.randperm(len(self), generator=make_generator(generator, name='generator')).to(self.device) if shuffle else None
+    for i, j in bounds: yield self[order[i:j]] if order is not None else self[i:j]
+
+def batch_bounds(n: int, batch_size: int, drop_last: bool = False, shard: tuple[int, int] = (0, 1), name: str = '') -> list[tuple[int, int]]:
+    "The positions `(start, stop)` of this rank's part of every batch of `n` items (the batches of any data set's `batches`), every argument checked."
     batch_size = check_int(batch_size, 'batch_size', min=1)
     rank, ranks = shard
     if not 0 <= rank < ranks: raise ValueError(f"shard: expected (rank, number of ranks) with 0 <= rank < number of ranks, got {shard!r}")
-    n = len(self)
-    if n == 0: raise ValueError(f"data: the data set {self.name!r} is empty")
-    order = torch.randperm(n, generator=make_generator(generator, name='generator')).to(self.device) if shuffle else None
+    if n == 0: raise ValueError(f"data: the data set {name!r} is empty")
     stop = n - n % batch_size if drop_last and n >= batch_size else n
-    for i in range(0, stop, batch_size):
-        i, j = _shard_bounds(i, min(i + batch_size, n), rank, ranks)
-        yield self[order[i:j]] if order is not None else self[i:j]
+    return [_shard_bounds(i, min(i + batch_size, n), rank, ranks) for i in range(0, stop, batch_size)]
 
 def _shard_bounds(i: int, j: int, rank: int, ranks: int) -> tuple[int, int]:
     "The positions of `rank`'s part of positions `i..j-1` cut into `ranks` contiguous parts whose sizes differ by at most one."
@@ -660,19 +662,15 @@ def to(self: ImageFolderData, device) -> ImageFolderData:
 @patch
 def _plan(self: ImageFolderData, batch_size: int, shuffle: bool, generator, drop_last: bool, shard: tuple[int, int] = (0, 1)) -> list[list[tuple[int, int]]]:
     "Batches of `(index, seed)` (this rank's part of each): the order, and one augmentation seed per image, drawn from `generator` (seed 0 when None and not shuffling)."
+    bounds = batch_bounds(len(self), batch_size, drop_last, shard, self.name)
     n, g = len(self), make_generator(generator if generator is not None or shuffle else 0, name='generator')
     order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
-    seeds = torch.randint(0, 2**62, (n,), generator=g)
-    stop = n - n % batch_size if drop_last and n >= batch_size else n
-    pairs = list(zip(order.tolist(), seeds.tolist()))
-    return [pairs[slice(*_shard_bounds(i, min(i + batch_size, n), *shard))] for i in range(0, stop, batch_size)]
+    pairs = list(zip(order.tolist(), torch.randint(0, 2**62, (n,), generator=g).tolist()))
+    return [pairs[i:j] for i, j in bounds]
 
 @patch
 def _uint8_batches(self: ImageFolderData, batch_size: int = 256, shuffle: bool = False, generator=None, drop_last: bool = False, shard: tuple[int, int] = (0, 1)):
     "uint8 batches `(x, y)` on the CPU, decoded by `workers` DataLoader processes (pinned for a CUDA device)."
-    batch_size = check_int(batch_size, 'batch_size', min=1)
-    if not 0 <= shard[0] < shard[1]: raise ValueError(f"shard: expected (rank, number of ranks) with 0 <= rank < number of ranks, got {shard!r}")
-    if len(self) == 0: raise ValueError(f"data: the data set {self.name!r} is empty")
     loader = torch.utils.data.DataLoader(_Decoded(self.files, self.y, self.size, self.augment), batch_sampler=self._plan(batch_size, shuffle, generator, drop_last, shard),
                                          num_workers=self.workers, pin_memory=self.device.type == 'cuda')
     yield from loader
