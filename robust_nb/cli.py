@@ -86,7 +86,7 @@ def _zoo_build(zoo, args) -> int:
         return 0
     for name in zoo.RECIPES if args.all else [args.entry]:
         e = zoo.build(name, args.folder, not args.quiet, args.device)
-        print(f"{name}: test accuracy {e['test_acc']:.4f}, best epoch {e['best_epoch']} of {e['epochs_run']}, {e['seconds']:.0f} s, {e['dtype']}")
+        print(zoo.entry_line(name, e))
     return 0
 
 def _zoo_verify(zoo, args) -> int:

@@ -30,7 +30,7 @@ from .methods.mtlat import FGSMAT, IAT, MTLAT, PGDAT, TLAT
 # %% auto #0
 __all__ = ['DATASETS_ZOO', 'METHODS', 'RECIPES', 'ZOO_ENV', 'FP16_TOLERANCE', 'LIST_COLUMNS', 'ZooRecipe', 'num_classes',
            'architecture', 'model_for', 'recipe', 'zoo_dir', 'read_manifest', 'file_sha256', 'recipe_data', 'machine',
-           'build', 'load_model', 'list_models', 'verify', 'build_all', 'describe']
+           'build', 'load_model', 'list_models', 'verify', 'entry_line', 'build_all', 'describe']
 
 # %% ../nbs/55_zoo.ipynb #65f32196
 DATASETS_ZOO = ('fashion_mnist', 'corner')  # Fashion-MNIST (10 classes), or FCL's corner task built on it (15 classes)
@@ -265,6 +265,10 @@ def verify(folder: str | Path | None = None, device: str | None = None,
     return rows
 
 # %% ../nbs/55_zoo.ipynb #f3dcafa6
+def entry_line(name: str, entry: dict) -> str:
+    "A built entry in a line: test accuracy, the epoch kept, training time and dtype."
+    return f"{name}: test accuracy {entry['test_acc']:.4f}, best epoch {entry['best_epoch']} of {entry['epochs_run']}, {entry['seconds']:.0f} s, {entry['dtype']}"
+
 def _build_one(name: str, folder: str, threads: int, device: str | None, changes: dict) -> dict:
     "Build `name` into `folder` with `threads` CPU threads (the work of one `build_all` process)."
     torch.set_num_threads(threads)
@@ -296,7 +300,7 @@ def build_all(folder: str | Path | None = None, progress: bool = True, device: s
             except Exception as e: failed[name] = f"{type(e).__name__}: {e}"; continue
             os.replace(scratch/name/entry['file'], folder/entry['file'])
             _write_entry(folder, name, entry)
-            if progress: print(f"{name}: test accuracy {entry['test_acc']:.4f}, best epoch {entry['best_epoch']} of {entry['epochs_run']}, {entry['seconds']:.0f} s")
+            if progress: print(entry_line(name, entry))
     shutil.rmtree(scratch, ignore_errors=True)
     if failed: raise RuntimeError('zoo entries failed (the others are built): ' + '; '.join(f'{n}: {e}' for n, e in failed.items()))
     return list_models(folder)
