@@ -140,24 +140,25 @@ def train_fcl_method(r: FCLRecipe, method: str, train: ImageData, seed: int, dev
     return model.eval()
 
 def _task(recipe: FCLRecipe, base: str, seed: int) -> tuple:
-    "(training set, noisy test sets, validation set) of seed `seed`'s corner task, subsampled as the recipe says."
+    "(training set, noisy test sets, noisy validation sets) of seed `seed`'s corner task, subsampled as the recipe says; the validation sets are keyed 'val', 'val_un', 'val_nun' (what hyper-parameters are chosen on)."
     task = corner_task(base, seed=seed)
     sets = noisy_test_sets(task, seed=seed)
+    vals = {k.replace('bal', 'val'): v for k, v in noisy_test_sets(task, seed=seed, split='val').items()}
     train = task.train.take(recipe.train_size, seed=seed) if recipe.train_size else task.train
-    if recipe.eval_size: sets = {k: v.take(recipe.eval_size, seed=seed) for k, v in sets.items()}
-    val = task.val.take(recipe.eval_size, seed=seed) if recipe.eval_size else task.val
-    return train, sets, val
+    if recipe.eval_size:
+        sets, vals = ({k: v.take(recipe.eval_size, seed=seed) for k, v in s.items()} for s in (sets, vals))
+    return train, sets, vals
 
 def run_fcl(recipe: FCLRecipe, progress: bool = False, log: Callable[[str], None] | None = print) -> pd.DataFrame:
     "Train `recipe.methods` over `recipe.seeds` seeds; one record per (method, seed)."
     device, base, records = get_device(recipe.device), recipe.base(), []
     for seed in range(recipe.first_seed, recipe.first_seed + recipe.seeds):
-        train, sets, val = _task(recipe, base, seed)
+        train, sets, vals = _task(recipe, base, seed)
         for method in recipe.methods:
             t0 = time.perf_counter()
             model = train_fcl_method(recipe, method, train, seed, device, progress)
-            rec = dict(method=method, seed=seed, dataset=base, **{k: evaluate(model, d, device=device)['acc'] for k, d in sets.items()},
-                       val=evaluate(model, val, device=device)['acc'], train_seconds=time.perf_counter() - t0)
+            rec = dict(method=method, seed=seed, dataset=base, **{k: evaluate(model, d, device=device)['acc'] for k, d in (sets | vals).items()},
+                       train_seconds=time.perf_counter() - t0)
             records.append(rec)
             if log: log(f"{method:>16} seed {seed}: BAL {rec['bal']:.4f}  BAL+UN {rec['bal_un']:.4f}  BAL+NUN {rec['bal_nun']:.4f}  ({rec['train_seconds']:.0f} s)")
     return pd.DataFrame(records)
