@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.robust_nb-installed
 
-.PHONY: install data demo test test-fast readme lab lessons benchmarks clean-venv
+.PHONY: install data demo test test-fast readme lab lessons explore benchmarks clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ lessons: data
 LAB_ARGS ?=
 lab: data
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=nbs --LabApp.default_url=/lab/tree/tutorials $(LAB_ARGS) $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+# The explorers on zoo models as one page (Voila) on http://localhost:8866; EXPLORE_ARGS="--host 0.0.0.0" serves a classroom (read the README first).
+EXPLORE_ARGS ?=
+explore: data
+	$(VENV)/bin/robust-nb explore $(EXPLORE_ARGS)
 
 benchmarks: data
 	$(PY) benchmarks/train_throughput.py

@@ -16,8 +16,8 @@ from .models import MODELS, count_parameters, create_model
 from .train import ExponentialDecay, evaluate, fit, init_distributed, leave_distributed, save_model, world
 
 # %% auto #0
-__all__ = ['ZOO_ACTIONS', 'REPRODUCTIONS', 'COMMANDS', 'OPTION_NAMES', 'cmd_data', 'cmd_train', 'cmd_zoo', 'cmd_compare',
-           'build_parser', 'main']
+__all__ = ['ZOO_ACTIONS', 'REPRODUCTIONS', 'COMMANDS', 'OPTION_NAMES', 'cmd_data', 'cmd_train', 'cmd_zoo', 'cmd_explore',
+           'cmd_compare', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #4a0c0455
 def cmd_data(args) -> int:
@@ -117,6 +117,24 @@ def _add_zoo(sub):
     actions.add_parser('verify', parents=[common], help='re-evaluate every built entry; exit status 1 when one fails')
     return cmd_zoo
 
+# %% ../nbs/90_cli.ipynb #734f1e96
+def cmd_explore(args) -> int:
+    "Serve the explorers on zoo models as a page with Voila (`robust_nb.explore.app.serve`)."
+    from robust_nb.explore.app import serve
+    return serve(args.folder, args.host, args.port, args.token, not args.no_browser, args.cull_minutes)
+
+def _add_explore(sub):
+    p = sub.add_parser('explore', help='the explorers on zoo models as one page (Voila), for a class to use without Jupyter')
+    p.add_argument('--host', default='127.0.0.1', help="where to listen (default 127.0.0.1: this machine only); 0.0.0.0 serves a "
+                   "classroom network, and every visitor then drives Python in a kernel on this machine (a token is required)")
+    p.add_argument('--port', type=int_option(min=1, max=65535), default=8866)
+    p.add_argument('--token', default=None, help='the token visitors need (off the loopback one is made up when not given)')
+    p.add_argument('--cull-minutes', type=float_option(min=0), default=20, help="shut a visitor's kernel down after this many idle minutes (0: never)")
+    p.add_argument('--folder', default='runs/explore', help="where the app's notebook is written")
+    p.add_argument('--no-browser', action='store_true', help='do not open a browser')
+    return cmd_explore
+
+
 # %% ../nbs/90_cli.ipynb #c4bd348b
 def _add_data(sub):
     p = sub.add_parser('data', help='where each data set is, or how to get it')
@@ -177,7 +195,7 @@ def _add_compare(sub):
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return cmd_compare
 
-COMMANDS = {'data': _add_data, 'train': _add_train, 'reproduce': _add_reproduce, 'zoo': _add_zoo, 'compare': _add_compare}
+COMMANDS = {'data': _add_data, 'train': _add_train, 'reproduce': _add_reproduce, 'zoo': _add_zoo, 'compare': _add_compare, 'explore': _add_explore}
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     "The `robust-nb` argument parser and its handlers."

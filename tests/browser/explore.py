@@ -9,7 +9,7 @@ clock. `record(widget, control, seconds, kind)` keeps the latencies and, with RO
 benchmarks/results/widgets.json (entries not measured in this run are kept)."""
 from __future__ import annotations
 
-import json, os, statistics, time
+import json, os, re, statistics, time
 from pathlib import Path
 
 import pytest
@@ -66,7 +66,50 @@ def notebook_json(cells: list[str]) -> dict:
             'nbformat': 4, 'nbformat_minor': 5}
 
 
-class ExplorerNotebook:
+class ExplorerPage:
+    "A page showing explorers: find them and their controls, time a control's change to the new figure."
+    name: str
+    page: object
+
+    def explorer(self, i: int = 0):
+        "The view of the i-th explorer displayed in the page (those with a figure area)."
+        views = self.page.locator(VIEWS).filter(has=self.page.locator('.widget-output'))
+        wait_for(lambda: views.count() > i, 120, f'explorer {i} to render')
+        v = views.nth(i)
+        v.scroll_into_view_if_needed()
+        wait_for(lambda: v.locator('.widget-output img').count() > 0, 120, f'explorer {i} to show a figure')
+        return v
+
+    def control(self, view, label: str):
+        "The control of `view` whose description label is exactly `label`."
+        c = view.locator('.widget-inline-hbox, .widget-inline-vbox, .widget-hbox, .widget-vbox').filter(
+            has=self.page.locator('.widget-label', has_text=re.compile(rf'^\s*{re.escape(label)}\s*$'))).last
+        assert c.count(), f"{self.name}: no control labelled {label!r}"
+        return c
+
+    def idle(self, timeout: float = 120):
+        "Wait until the kernel has nothing to do (where the page can tell)."
+
+    def measure(self, view, action, what: str, timeout: float = 60) -> float:
+        "Seconds from the input event `action` makes on `view` to its new figure in the page; fails if the figure did not change."
+        self.idle()
+        self.page.evaluate(WATCH_JS)
+        self.page.evaluate('v => window.__rnbArm(v)', view.element_handle())
+        action()
+        try:
+            s = wait_for(lambda: (w := self.page.evaluate('() => window.__rnbW')) and w['t1'] is not None and w, timeout,
+                         f"{self.name}: the figure to change after {what}", every=0.05)
+        except AssertionError:
+            w = self.page.evaluate('() => window.__rnbW')
+            raise AssertionError(f"{self.name}: the figure did not change after {what} (input seen: {w['t0'] is not None}; "
+                                 f"indicator: {view.locator('.rnb-busy, .rnb-error').all_inner_texts()})") from None
+        self.last_busy = s['busy']
+        return (s['t1'] - s['t0']) / 1000
+
+    def close(self): self.page.close()
+
+
+class ExplorerNotebook(ExplorerPage):
     "A scratch notebook of `cells` open and run in JupyterLab; the page stays open for the controls to be moved."
     def __init__(self, lab: Lab, browser, name: str, cells: list[str], timeout: float = 600):
         self.name, path = name, lab.root/'explore'/f'{name}.ipynb'
@@ -86,51 +129,51 @@ class ExplorerNotebook:
         errors = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').all_inner_texts()
         tracebacks = [e for e in errors if 'Traceback' in e or 'Error' in e]
         assert ok is not False and not tracebacks, f"{name}: the notebook did not run cleanly: {tracebacks[:2]}"
-        page.evaluate(WATCH_JS)
 
     def _all_ran(self, n: int) -> bool:
         counts = self.page.evaluate("() => { const cs = window.jupyterapp.shell.currentWidget.content.model.cells; const r = [];"
                                     " for (let i = 0; i < cs.length; i++) r.push(cs.get(i).executionCount); return r; }")
         return len(counts) == n and all(c is not None for c in counts)
 
-    def explorer(self, i: int = 0):
-        "The view of the i-th explorer displayed in the notebook (those with a figure area)."
-        views = self.page.locator(VIEWS).filter(has=self.page.locator('.widget-output'))
-        wait_for(lambda: views.count() > i, 60, f'explorer {i} to render')
-        v = views.nth(i)
-        v.scroll_into_view_if_needed()
-        wait_for(lambda: v.locator('.widget-output img').count() > 0, 60, f'explorer {i} to show a figure')
-        return v
-
-    def control(self, view, label: str):
-        "The control of `view` whose description label is exactly `label`."
-        import re
-        c = view.locator('.widget-inline-hbox, .widget-inline-vbox, .widget-hbox, .widget-vbox').filter(
-            has=self.page.locator('.widget-label', has_text=re.compile(rf'^\s*{re.escape(label)}\s*$'))).last
-        assert c.count(), f"{self.name}: no control labelled {label!r}"
-        return c
-
     def idle(self, timeout: float = 120):
         "Wait until the kernel is idle."
         wait_for(lambda: self.page.evaluate(KERNEL_JS) == 'idle', timeout, 'the kernel to go idle')
 
-    def measure(self, view, action, what: str, timeout: float = 60) -> float:
-        "Seconds from the input event `action` makes on `view` to its new figure in the page; fails if the figure did not change."
-        self.idle()
-        handle = view.element_handle()
-        self.page.evaluate('v => window.__rnbArm(v)', handle)
-        action()
-        try:
-            s = wait_for(lambda: (w := self.page.evaluate('() => window.__rnbW')) and w['t1'] is not None and w, timeout,
-                         f"{self.name}: the figure to change after {what}", every=0.05)
-        except AssertionError:
-            w = self.page.evaluate('() => window.__rnbW')
-            raise AssertionError(f"{self.name}: the figure did not change after {what} (input seen: {w['t0'] is not None}; "
-                                 f"indicator: {view.locator('.rnb-busy, .rnb-error').all_inner_texts()})") from None
-        self.last_busy = s['busy']
-        return (s['t1'] - s['t0']) / 1000
 
-    def close(self): self.page.close()
+class AppPage(ExplorerPage):
+    "The classroom app (`robust-nb explore`) served by Voila on a free port of the loopback and opened in a page."
+    def __init__(self, browser, folder: Path, explorers: int, timeout: float = 600):
+        import subprocess, sys
+        from .lab import free_port, server_env
+        self.name, self.port = 'app', free_port()
+        cmd = [sys.executable, '-m', 'robust_nb.cli', 'explore', '--port', str(self.port), '--no-browser', '--folder', str(folder)]
+        self.log_path = Path(folder)/'voila.log'
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, 'w')
+        self.proc = subprocess.Popen(cmd, env=server_env(folder, {'ROBUST_NB_DATA': os.environ.get('ROBUST_NB_DATA', str(ROOT/'data'))}),
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.page = browser.new_page(viewport={'width': 1600, 'height': 1200})
+        wait_for(self._answers, 120, 'Voila to answer', every=0.5)
+        t0 = time.time()
+        self.page.goto(f'http://127.0.0.1:{self.port}/', timeout=int(timeout * 1000))
+        views = self.page.locator(VIEWS).filter(has=self.page.locator('.widget-output img'))
+        wait_for(lambda: views.count() >= explorers, timeout, f'{explorers} explorers to render in the app', every=0.5)
+        self.seconds_to_render = time.time() - t0
+
+    def _answers(self) -> bool:
+        import urllib.request
+        if self.proc.poll() is not None:
+            raise AssertionError(f"robust-nb explore exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f'http://127.0.0.1:{self.port}/api/status', timeout=2) as r: return r.status == 200
+        except OSError: return False
+
+    def close(self):
+        self.page.close()
+        self.proc.terminate()
+        try: self.proc.wait(30)
+        except Exception: self.proc.kill(); self.proc.wait()
+        self._log.close()
 
 
 # Key presses move a focused slider handle one step; dropdowns and toggles are chosen by their text.
