@@ -9,5 +9,5 @@ __all__ = []
 from .explore.base import zoo_model, zoo_choices
 from .explore.attack import AttackExplorer, attack_trace, robust_accuracy_curve
 from .explore.corruption import CorruptionSweep
-from .explore.margins import MarginCurves, MARGIN_ATTACKS
+from .explore.margins import MarginCurves, MARGIN_ATTACKS, margin_attacks, margins_from_label
 from .explore.utility import UtilityExplorer, attribution
