@@ -5,13 +5,14 @@
 # %% ../../nbs/41_explore.base.ipynb #21128fd1
 from __future__ import annotations
 import base64, html, io
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Sequence
 
 from PIL import Image
 import torch
 import ipywidgets as W
-from IPython.display import display
+from IPython.display import Image as PNG, display
 
 from .. import zoo
 from ..core import check_model, get_device, predict_classes
@@ -112,6 +113,27 @@ class _Explorer:
     def _label(self, c) -> str:
         "The name of class `c`: its entry in `classes`, else the number."
         return self.classes[int(c)] if self.classes else str(int(c))
+    def _put(self, out: W.Output, # where the figure shows
+             key: tuple, # the state it depicts (hashable)
+             draw, # () -> Figure, or (Figure, PNG bytes) when the caller renders it itself
+             keep: int = 48) -> Figure:
+        "Show in `out` the figure of state `key`, drawn and rendered once among the last `keep` states and sent to the page only when `out` shows another state; return the figure."
+        figs, shown = self.__dict__.setdefault('_pngs', OrderedDict()), self.__dict__.setdefault('_showing', {})
+        if key not in figs:
+            got = draw()
+            figs[key] = got if isinstance(got, tuple) else (got, figure_png(got))
+        figs.move_to_end(key)
+        while len(figs) > keep: figs.popitem(last=False)
+        if shown.get(id(out)) != key:
+            out.clear_output(wait=True)
+            with out: display(PNG(data=figs[key][1], format='png'))
+            shown[id(out)] = key
+        return figs[key][0]
+    def _clear(self, *outs: W.Output):
+        "Empty the output areas (the next `_put` to each sends its figure again)."
+        for out in outs:
+            out.clear_output()
+            self.__dict__.get('_showing', {}).pop(id(out), None)
     def _show(self, outs: Sequence[W.Output], figs: Sequence):
         "Replace the content of each output area by its figure."
         for out, fig in zip(outs, figs):

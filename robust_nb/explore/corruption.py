@@ -73,7 +73,7 @@ class CorruptionSweep(_Explorer):
         self.names = self._custom = suite_names(suite)
         options = self._options(a)
         self.baseline = check_choice(baseline, 'baseline', options) if baseline is not None else 'xe' if 'xe' in options else a
-        self._rows, self._clean, self._images, self._figs, self._on_screen, self._scores = {}, {}, {}, {}, {}, {}
+        self._rows, self._clean, self._images, self._scores = {}, {}, {}, {}
         self._seconds, self._holding = [], False
         self._controls(options, a, b, suite if isinstance(suite, str) and suite in SUITES else 'custom')
         self.update()
@@ -246,18 +246,6 @@ def _heatmap_figure(diff: pd.DataFrame, # rows: corruptions, columns: severities
 
 # %% ../../nbs/42_explore.corruption.ipynb #f0f9cfc3
 @patch
-def _draw(self: CorruptionSweep, out: W.Output, key: tuple, make) -> Figure:
-    "Show in `out` the figure of state `key`, drawn and rendered once (the last 64 kept), sent to the page only when not already there."
-    if key not in self._figs:
-        fig = make(); self._figs[key] = (fig, figure_png(fig))
-        while len(self._figs) > 64: self._figs.pop(next(iter(self._figs)))
-    if self._on_screen.get(id(out)) != key:
-        out.clear_output(wait=True)
-        with out: display(Image(data=self._figs[key][1], format='png'))
-        self._on_screen[id(out)] = key
-    return self._figs[key][0]
-
-@patch
 def _grid(self: CorruptionSweep, c: str, s: int) -> Figure:
     "The grid of the chosen corruption and severity for the models of `grid_preds`."
     k, name = self.n_show, '\n'.join([*_pretty(c).split(), f'severity {s}'])  # one word a line: the row's name fits the margin
@@ -285,9 +273,9 @@ def update(self: CorruptionSweep):
     self._sweep(c, [*shown, self.baseline])
     swept = sum(all((m, x) in self._rows for m in shown) for x in self.names)
     self.grid_preds = {m: (self._clean_of(m)[1], self._rows[m, c][1][s - 1]) for m in shown}  # on the clean and the corrupted images
-    self.grid_fig = self._draw(self.grid_out, ('grid', *shown, c, s), lambda: self._grid(c, s))
-    self.heatmap_fig = self._draw(self.heatmap_out, ('heatmap', *shown, *self.names, swept), self._heatmap)
-    self.curve_fig = self._draw(self.curve_out, ('curve', *shown, c), lambda: self._curve(c))
+    self.grid_fig = self._put(self.grid_out, ('grid', *shown, c, s), lambda: self._grid(c, s))
+    self.heatmap_fig = self._put(self.heatmap_out, ('heatmap', *shown, *self.names, swept), self._heatmap)
+    self.curve_fig = self._put(self.curve_out, ('curve', *shown, c), lambda: self._curve(c))
     self.accuracy = {m: self._rows[m, c][0][s - 1] for m in shown}
     self.ce, self.mce = self.scores()
     left = [(m, x) for x in self.names for m in dict.fromkeys([*shown, self.baseline]) if (m, x) not in self._rows]

@@ -79,7 +79,7 @@ class MarginCurves(_Explorer):
         self.n_show = check_int(n_show, 'n_show', min=1)
         self.max_eps = {k: check_float(v, f'max_eps[{k!r}]', min=0, min_open=True) for k, v in dict(max_eps or {}).items()}
         self._eps = {norm: None if eps is None else check_float(eps, 'eps', min=0)}
-        self._cache, self._figs, self._painters, self._drawn = {}, OrderedDict(), OrderedDict(), {}
+        self._cache, self._painters = {}, OrderedDict()
         self._quiet_depth, self._eps_ready = 0, False
         self._norm = norm
         self._controls(n, norm, chosen, check_choice(margin_from, 'margin_from', self._origins()))
@@ -332,7 +332,7 @@ def update(self: MarginCurves):
     self._sync_controls()
     names, norm = list(self.model_select.value), self.norm.value
     attacks = [a for a in margin_attacks(norm) if a in self.attack_select.value]
-    if not names or not attacks: return self._clear(f"choose at least one {'model' if not names else 'attack'}")
+    if not names or not attacks: return self._nothing(f"choose at least one {'model' if not names else 'attack'}")
     frm, n = self.margin_from.value, self.images.value
     res = {m: self.margins(m, norm, attacks, frm, n) for m in names}
     dist = {m: r[0].distance for m, r in res.items()}
@@ -345,7 +345,7 @@ def update(self: MarginCurves):
     choice, ens = (tuple(names), norm, tuple(attacks), frm), ', '.join(attacks)
     self._redraw({
         'curve_fig': (choice + (n, axis, eps), lambda: self._curves(choice + (n, axis), dist, axis, eps, norm, f"margins from the {frm} ({norm}; {ens})")),
-        'share_fig': (choice + (n,), lambda: _rendered(_share_figure({m: r[0] for m, r in res.items()}, 'closest example found by'))),
+        'share_fig': (choice + (n,), lambda: _share_figure({m: r[0] for m, r in res.items()}, 'closest example found by')),
         'gallery_fig': (choice + (k,), lambda: self._gallery(res, k, norm))})
 
 # %% ../../nbs/43_explore.margins.ipynb #eb4b1250
@@ -365,10 +365,6 @@ def _gallery(self: MarginCurves, res: dict, # {model: (closest examples, labels 
     return _picture_figure(pic), buf.getvalue()
 
 # %% ../../nbs/43_explore.margins.ipynb #2e03f87f
-def _rendered(fig: Figure) -> tuple[Figure, bytes]:
-    "`fig` with its PNG."
-    return fig, figure_png(fig)
-
 @patch
 def _curves(self: MarginCurves, key: tuple, dist: dict, axis: float, eps: float, norm: str, title: str):
     "The curves with the cursor at `eps` as (figure, PNG): the PNG blitted over the curves rendered once per `key` (the last 8 kept)."
@@ -387,21 +383,13 @@ def _write_status(self: MarginCurves, norm, attacks, frm, n, eps, dist):
 
 @patch
 def _redraw(self: MarginCurves, plan: dict):
-    "`plan`: {figure attribute: (key, draw)}, `draw()` giving (figure, PNG); show the figures whose key changed, drawing those not kept."
+    "`plan`: {figure attribute: (key, draw)}; show each figure of its state (`_put`: drawn once, sent only when it changed)."
     outs = dict(curve_fig=self.curve_out, share_fig=self.share_out, gallery_fig=self.gallery_out)
-    for a, (key, draw) in plan.items():
-        if self._drawn.get(a) == key: continue
-        if (a, key) not in self._figs: self._figs[(a, key)] = draw()
-        self._figs.move_to_end((a, key))
-        fig, png = self._figs[(a, key)]
-        setattr(self, a, fig); self._drawn[a] = key
-        outs[a].clear_output(wait=True)
-        with outs[a]: display(PNG(data=png, format='png'))
-    while len(self._figs) > 48: self._figs.popitem(last=False)
+    for a, (key, draw) in plan.items(): setattr(self, a, self._put(outs[a], (a, key), draw))
 
 @patch
-def _clear(self: MarginCurves, message: str):
+def _nothing(self: MarginCurves, message: str):
     "No figure: clear the output areas and say why."
     self.curve_fig = self.share_fig = self.gallery_fig = None
-    for out in (self.curve_out, self.share_out, self.gallery_out): out.clear_output()
-    self.status.value, self.readout.value, self._drawn = message, '', {}
+    self._clear(self.curve_out, self.share_out, self.gallery_out)
+    self.status.value, self.readout.value = message, ''
