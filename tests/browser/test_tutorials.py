@@ -2,7 +2,7 @@
 
 For each `nbs/tutorials/*.ipynb` (found when the tests run; `-k NAME` picks one): open it, Run All, and check
 that no cell has an error output, that every robust_nb widget the notebook builds renders its controls and a
-figure, that moving a control (sample slider, corruption and severity selectors, model toggle) changes the
+figure, that moving a control (sample slider, corruption and severity selectors, model toggle, eps slider, attack) changes the
 figure, and that progress bars render as widgets. One screenshot per tutorial goes to `runs/browser/`
 (or `$ROBUST_NB_BROWSER_OUT`).
 
@@ -27,7 +27,7 @@ OUT = Path(os.environ.get('ROBUST_NB_BROWSER_OUT', ROOT/'runs'/'browser'))
 RESULTS_JSON = ROOT/'benchmarks'/'results'/'tutorials.json'
 RUN_TIMEOUT = float(os.environ.get('ROBUST_NB_BROWSER_TIMEOUT', 1200 if TIMINGS else 900))  # seconds per tutorial
 BUDGET = {'seconds_to_first_figure': 60, 'seconds_total': 300}  # the goal on 2 CPU cores with default settings
-WIDGETS = {'UtilityExplorer': 'sample', 'CorruptionSweep': 'corruption', 'MarginCurves': 'norm'}  # class: a control label only it has
+WIDGETS = {'UtilityExplorer': 'sigma', 'CorruptionSweep': 'corruption', 'MarginCurves': 'margin from', 'AttackExplorer': 'restarts'}  # class: a control label only it has
 WIDGET_MIME = 'application/vnd.jupyter.widget-view+json'
 RESULTS: dict[str, dict] = {}
 
@@ -126,8 +126,9 @@ def _move(page, widget, kind: str) -> list[str]:
                   f"the {kind} figure to change after moving '{label}'")
         assert widget.locator('.widget-html-content').first.inner_text() != status, f"{kind}: the status line did not follow '{label}'"
         moves.append(label)
+    exact = lambda label: page.locator('.widget-label', has_text=re.compile(rf'^\s*{re.escape(label)}\s*$'))
     def slider(label):
-        s = widget.locator('.widget-slider', has=page.locator('.widget-label', has_text=label)).first
+        s = widget.locator('.widget-slider', has=exact(label)).first
         handle, track = s.locator('.noUi-handle').first, s.locator('.noUi-base').first
         def drag():
             h, t = handle.bounding_box(), track.bounding_box()
@@ -137,7 +138,7 @@ def _move(page, widget, kind: str) -> list[str]:
         changed(drag, f'{label} slider')
         assert s.locator('.widget-readout').inner_text() != before
     def toggle(label):
-        t = widget.locator('.widget-toggle-buttons', has=page.locator('.widget-label', has_text=label)).first
+        t = widget.locator('.widget-toggle-buttons', has=exact(label)).first
         changed(lambda: t.locator('.widget-toggle-button:not(.mod-active)').last.click(), f'{label} toggle')
     if kind == 'UtilityExplorer':
         slider('sample'); toggle('model')
@@ -146,6 +147,10 @@ def _move(page, widget, kind: str) -> list[str]:
         other = sel.locator('option').nth(1).get_attribute('value')
         changed(lambda: sel.select_option(other), 'corruption selector')
         slider('severity')
+    elif kind == 'AttackExplorer':
+        slider('eps')
+        sel = widget.locator('.widget-dropdown', has=exact('attack')).first.locator('select')
+        changed(lambda: sel.select_option('fgsm'), 'attack selector')
     elif kind == 'MarginCurves':
         models = widget.locator('.widget-select-multiple', has=page.locator('.widget-label', has_text='models')).first
         if models.locator('option').count() > 1:
