@@ -215,6 +215,16 @@ def record(widget: str, control: str, seconds: list[float], kind: str):
     print(f"{widget}.{control}: median {entry['median']:.3f} s, p95 {entry['p95']:.3f} s ({kind}, budget {BUDGET[kind]} s)")
     if TIMINGS: _write()
 
+def moves(nb: ExplorerPage, view, label: str, actions: list, first_fresh: int = 0, timeout: float = 60, widget: str = '') -> None:
+    "Run each (action, what) on the control `label` of `widget`, asserting the figure changed; record the first `first_fresh` as fresh work, the rest as cached."
+    fresh, cached = [], []
+    for i, (action, what) in enumerate(actions):
+        s = nb.measure(view, action, f"'{label}': {what}", timeout=timeout)
+        (fresh if i < first_fresh else cached).append(s)
+        print(f"{label} {what}: {s:.3f} s")
+    if fresh: record(widget, f'{label} (first time)', fresh, 'fresh')
+    if cached: record(widget, label, cached, 'cached')
+
 def _write():
     from robust_nb.core import environment_info
     old = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}

@@ -4,12 +4,14 @@ small, the figure must change each time, and the latencies from the input event 
 that is not an image gets a message in the explorer."""
 from __future__ import annotations
 
+from functools import partial
+
 import io
 
 import numpy as np
 from PIL import Image
 
-from .explore import ExplorerNotebook, browser, choose, lab, needs_chromium, options, press, record, toggle, wait_for  # noqa: F401 (fixtures)
+from .explore import ExplorerNotebook, browser, choose, lab, needs_chromium, options, press, moves, record, toggle, wait_for  # noqa: F401 (fixtures)
 
 pytestmark = needs_chromium
 
@@ -17,15 +19,7 @@ CELLS = ["from robust_nb.explore.attack import AttackExplorer\nex = AttackExplor
 W = 'AttackExplorer'
 
 
-def _moves(nb, view, label: str, actions: list, first_fresh: int = 0, timeout: float = 120) -> None:
-    "Run each (action, what) on the control `label`, asserting the figure changed; the first `first_fresh` run a new attack."
-    fresh, cached = [], []
-    for i, (action, what) in enumerate(actions):
-        s = nb.measure(view, action, f"'{label}': {what}", timeout=timeout)
-        (fresh if i < first_fresh else cached).append(s)
-        print(f"{label} {what}: {s:.3f} s")
-    if fresh: record(W, f'{label} (first time)', fresh, 'fresh')
-    if cached: record(W, label, cached, 'cached')
+_moves = partial(moves, timeout=120, widget=W)
 
 
 def _png(path, size: tuple[int, int], colour: tuple[int, int, int]) -> str:

@@ -3,7 +3,9 @@ attacks, number of images, models) is moved several times, the figure must chang
 the input event to the new figure are recorded."""
 from __future__ import annotations
 
-from .explore import ExplorerNotebook, browser, lab, needs_chromium, press, record, toggle  # noqa: F401 (fixtures)
+from functools import partial
+
+from .explore import ExplorerNotebook, browser, lab, needs_chromium, press, moves, record, toggle  # noqa: F401 (fixtures)
 
 pytestmark = needs_chromium
 
@@ -11,15 +13,7 @@ CELLS = ["from robust_nb.explore.margins import MarginCurves\nmc = MarginCurves(
 W = 'MarginCurves'
 
 
-def _moves(nb, view, label: str, actions: list, first_fresh: int = 0, timeout: float = 120) -> None:
-    "Run each (action, what) on the control `label`, asserting the figure changed; the first `first_fresh` are fresh work."
-    fresh, cached = [], []
-    for i, (action, what) in enumerate(actions):
-        s = nb.measure(view, action, f"'{label}': {what}", timeout=timeout)
-        (fresh if i < first_fresh else cached).append(s)
-        print(f"{label} {what}: {s:.3f} s")
-    if fresh: record(W, f'{label} (first time)', fresh, 'fresh')
-    if cached: record(W, label, cached, 'cached')
+_moves = partial(moves, timeout=120, widget=W)
 
 
 def _select(control, labels: list[str]):

@@ -3,7 +3,9 @@ sigma, class, reseed, sample, the model toggle and both model pickers) is moved 
 each time, and the latencies from the input event to the new figure are recorded."""
 from __future__ import annotations
 
-from .explore import ExplorerNotebook, browser, choose, lab, needs_chromium, options, press, record, toggle  # noqa: F401 (fixtures)
+from functools import partial
+
+from .explore import ExplorerNotebook, browser, choose, lab, needs_chromium, options, press, moves, record, toggle  # noqa: F401 (fixtures)
 
 pytestmark = needs_chromium
 
@@ -12,15 +14,7 @@ W = 'UtilityExplorer'
 BACK_AND_FORTH = ['ArrowRight', 'ArrowLeft'] * 4
 
 
-def _moves(nb, view, label: str, actions: list, first_fresh: int = 0, timeout: float = 60) -> None:
-    "Run each (action, what) on the control `label`, asserting the figure changed; the first `first_fresh` are fresh work."
-    fresh, cached = [], []
-    for i, (action, what) in enumerate(actions):
-        s = nb.measure(view, action, f"'{label}': {what}", timeout=timeout)
-        (fresh if i < first_fresh else cached).append(s)
-        print(f"{label} {what}: {s:.3f} s")
-    if fresh: record(W, f'{label} (first time)', fresh, 'fresh')
-    if cached: record(W, label, cached, 'cached')
+_moves = partial(moves, timeout=60, widget=W)
 
 
 def test_utility_explorer_every_control(lab, browser):
