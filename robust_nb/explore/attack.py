@@ -578,7 +578,7 @@ def _layout(self: AttackExplorer):
     row = lambda *ws: W.HBox(list(ws))
     self.widget = W.VBox([row(self.model1, self.model2), row(self.attack, self.norm), row(self.eps, self.steps),
                           row(self.restarts, self.step_size), row(self.image, self.klass, self.upload),
-                          self.indicator, self.status, self.panel_out,
+                          self.status, self.indicator, self.panel_out,
                           row(W.VBox([self.step, self.trace_out]), self.curve_out)])
 
 @patch

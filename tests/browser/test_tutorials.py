@@ -150,7 +150,8 @@ def _move(page, widget, kind: str) -> list[str]:
     elif kind == 'AttackExplorer':
         slider('eps')
         sel = widget.locator('.widget-dropdown', has=exact('attack')).first.locator('select')
-        changed(lambda: sel.select_option('fgsm'), 'attack selector')
+        other = sel.evaluate('s => Array.from(s.options).find(o => !o.selected).value')
+        changed(lambda: sel.select_option(other), 'attack selector')
     elif kind == 'MarginCurves':
         models = widget.locator('.widget-select-multiple', has=page.locator('.widget-label', has_text='models')).first
         if models.locator('option').count() > 1:
