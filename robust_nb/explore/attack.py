@@ -25,7 +25,7 @@ from ..data import as_tensors, check_data
 from ..eval import attacks as A
 from ..eval.attacks import NORMS
 from ..viz import DPI, image_to_numpy
-from .base import _Explorer, resolve_models, shared_range, zoo_choices, zoo_data, zoo_model
+from .base import _Explorer, resolve_models, shared_range, toggles, zoo_choices, zoo_data, zoo_model
 
 # %% auto #0
 __all__ = ['ATTACK_SPECS', 'ATTACK_LABELS', 'MINIMAL_ATTACKS', 'CW_SETTINGS', 'STEP_SCALES', 'AttackSpec', 'eps_range',
@@ -552,7 +552,7 @@ def _build_controls(self: AttackExplorer, attack, norm, eps, index: int):
     self.model1 = W.Dropdown(options=opts, value=names[0], description='model 1', layout=lay)
     self.model2 = W.Dropdown(options=opts, value=second, description='model 2', layout=lay)
     self.attack = W.Dropdown(options=[(ATTACK_LABELS[a], a) for a in ATTACK_SPECS], value=attack, description='attack', layout=lay)
-    self.norm = W.ToggleButtons(options=spec.norms, value=norm, description='norm', style=dict(button_width='60px'), layout=W.Layout(display='flex', align_items='center'))
+    self.norm = toggles(spec.norms, norm, 'norm')
     hi = self.max_eps[norm]
     self.eps = W.FloatSlider(value=self._eps_of[norm], min=0, max=hi, step=hi / 60, description='eps', readout_format='.3f', continuous_update=False)
     self.steps = W.IntSlider(value=spec.steps or 1, min=1, max=50, description='steps', continuous_update=False)

@@ -20,7 +20,7 @@ from ..viz import figure_png
 
 
 # %% auto #0
-__all__ = ['zoo_model', 'zoo_choices', 'zoo_data', 'resolve_models', 'shared_range']
+__all__ = ['zoo_model', 'zoo_choices', 'zoo_data', 'resolve_models', 'toggles', 'shared_range']
 
 # %% ../../nbs/41_explore.base.ipynb #744ac706
 _LOADED: dict[tuple[str, str], torch.nn.Module] = {}
@@ -59,6 +59,12 @@ def resolve_models(models, # a model, a zoo entry's name, a list of them, or a d
             m = zoo_model(m)
         out[str(name)] = check_model(m, f"{arg}[{name!r}]")
     return out
+
+def toggles(options, value, description: str, # as for ipywidgets.ToggleButtons
+            width: str = 'auto') -> W.ToggleButtons:
+    "ToggleButtons with their label beside the buttons, on one line with the other controls, and buttons as wide as their text (`width`)."
+    return W.ToggleButtons(options=options, value=value, description=description, style=dict(button_width=width),
+                           layout=W.Layout(display='flex', flex_flow='row', align_items='center'))
 
 def shared_range(maps, # tensors or arrays drawn side by side
                  symmetric: bool = False) -> tuple[float, float]:

@@ -25,7 +25,7 @@ from ..core import check_model_input
 from ..data import as_tensors, check_data
 from ..eval.measures import minimal_perturbation, margin_area, margin_curve, MinimalPerturbation
 from ..viz import figure_png, image_to_numpy, margin_curves_plot, attack_share_plot, _finite_max
-from .base import _Explorer, resolve_models, zoo_choices, zoo_data
+from .base import _Explorer, resolve_models, toggles, zoo_choices, zoo_data
 
 # %% auto #0
 __all__ = ['MARGIN_ATTACKS', 'L2_ATTACKS', 'margin_attacks', 'margins_from_label', 'MarginCurves']
@@ -143,8 +143,8 @@ def _controls(self: MarginCurves, n: int, norm: str, attacks: tuple, margin_from
     options = names + self._zoo_offer()
     self.model_select = W.SelectMultiple(options=options, value=tuple(names), description='models', rows=min(len(options), 6))
     self.attack_select = W.SelectMultiple(options=margin_attacks(norm), value=attacks, description='attacks', rows=len(MARGIN_ATTACKS))
-    self.norm = W.ToggleButtons(options=['l2', 'linf'], value=norm, description='norm', style=dict(button_width='60px'))
-    self.margin_from = W.ToggleButtons(options=self._origins(), value=margin_from, description='margin from', style=dict(button_width='80px'))
+    self.norm = toggles(['l2', 'linf'], norm, 'norm')
+    self.margin_from = toggles(self._origins(), margin_from, 'margin from')
     lo = min(16, n, pool)
     self.images = W.IntSlider(value=min(n, pool), min=lo, max=pool, step=16 if lo == 16 else 1, description='images', continuous_update=False)
     self.eps = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.005, description='eps', readout_format='.3f', continuous_update=False)

@@ -18,7 +18,7 @@ from ..data import ImageData, as_tensors, check_data
 from ..train import widen_half
 from ..methods.fcl import contextual_sensitivity, contextual_utility, utility_mask, utility_perturbation
 from ..viz import image_to_numpy
-from .base import _Explorer, resolve_models, shared_range, zoo_choices, zoo_data
+from .base import _Explorer, resolve_models, shared_range, toggles, zoo_choices, zoo_data
 
 # %% auto #0
 __all__ = ['ATTRIBUTIONS', 'METHOD_LABELS', 'RARE_CORNER_CLASSES', 'attribution', 'UtilityExplorer', 'utility_panels']
@@ -151,7 +151,7 @@ def _controls(self: UtilityExplorer, k, sigma, method):
     second = names[1] if len(names) > 1 else next((c for c in choices if c != names[0]), names[0])
     self.picker_a = W.Dropdown(options=choices, value=names[0], description='model A')
     self.picker_b = W.Dropdown(options=choices, value=second, description='model B')
-    self.model_select = W.ToggleButtons(options=self._toggle_options(), value='all' if len(names) > 1 else 'A', description='model')
+    self.model_select = toggles(self._toggle_options(), 'all' if len(names) > 1 else 'A', 'model')
     self.method_select = W.Dropdown(options=[(METHOD_LABELS[m], m) for m in ATTRIBUTIONS], value=method, description='method')
     self.class_select = W.Dropdown(options=self._class_options(), value='all', description='class')
     self.sample = W.IntSlider(value=0, min=0, max=len(self.x) - 1, description='sample', continuous_update=False)
