@@ -25,7 +25,7 @@ from ..data import as_tensors, check_data
 from ..eval import attacks as A
 from ..eval.attacks import NORMS
 from ..viz import DPI, image_to_numpy
-from .base import _Explorer, resolve_models, shared_range, toggles, zoo_choices, zoo_data, zoo_model
+from .base import _Explorer, data_for, resolve_models, shared_range, toggles, zoo_choices, zoo_model
 
 # %% auto #0
 __all__ = ['ATTACK_SPECS', 'ATTACK_LABELS', 'MINIMAL_ATTACKS', 'CW_SETTINGS', 'STEP_SCALES', 'AttackSpec', 'eps_range',
@@ -478,11 +478,6 @@ def image_summary(content: bytes) -> str:
     with Image.open(io.BytesIO(bytes(content))) as im: return f'{im.mode} {im.width}x{im.height}'
 
 # %% ../../nbs/45_explore.attack.ipynb #02469a93
-def _first_zoo_name(models) -> str | None:
-    "The first zoo entry named among `models` (a name, a list or a dict of models and names), if any."
-    vals = [models] if isinstance(models, str) else list(models.values()) if isinstance(models, dict) else list(models) if isinstance(models, (list, tuple)) else []
-    return next((m for m in vals if isinstance(m, str)), None)
-
 def _remember(store: dict, key, make, limit: int = 256):
     "`store[key]`, made by `make()` the first time; the oldest entry goes once the store holds `limit`."
     if key not in store:
@@ -518,10 +513,7 @@ class AttackExplorer(_Explorer):
 @patch
 def _init_data(self: AttackExplorer, models, data, n: int):
     "The pool of images (all of `data`), the number kept for the curves, the classes, and where each class first appears."
-    if data is None:
-        first = _first_zoo_name(models)
-        if first is None: raise ValueError("data: needed when no model is given by a zoo entry's name (an ImageData or a pair (x, y))")
-        data = zoo_data(first)
+    data = data_for(models, data)
     for name, m in self.models.items(): check_data(data, m, f'data (for {name})')
     self.x, self.y = as_tensors(data)
     self.n, self.shape = min(n, len(self.x)), tuple(self.x.shape[1:])

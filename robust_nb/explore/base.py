@@ -20,7 +20,7 @@ from ..viz import figure_png
 
 
 # %% auto #0
-__all__ = ['zoo_model', 'zoo_choices', 'zoo_data', 'resolve_models', 'toggles', 'shared_range']
+__all__ = ['zoo_model', 'zoo_choices', 'zoo_data', 'zoo_names_in', 'data_for', 'resolve_models', 'toggles', 'shared_range']
 
 # %% ../../nbs/41_explore.base.ipynb #744ac706
 _LOADED: dict[tuple[str, str], torch.nn.Module] = {}
@@ -42,6 +42,19 @@ def zoo_data(name: str, split: str = 'test'):
     "The `split` ('train', 'val' or 'test') of the data zoo entry `name` was trained for: Fashion-MNIST, or the corner task built on it."
     train, val, test = zoo.recipe_data(zoo._recipe_of(zoo.read_manifest()[name]))
     return dict(train=train, val=val, test=test)[split]
+
+def zoo_names_in(models) -> list[str]:
+    "The zoo entries named in `models`: a name, or the names among a list's items or a dict's values."
+    items = [models] if isinstance(models, str) else list(models.values()) if isinstance(models, dict) else list(models) if isinstance(models, (list, tuple)) else []
+    return [m for m in items if isinstance(m, str)]
+
+def data_for(models, # what an explorer was given as models
+             data): # what it was given as data (None: left out)
+    "`data`, or where it is left out the test split of the first zoo entry named in `models`; a `ValueError` when there is none."
+    if data is not None: return data
+    names = zoo_names_in(models)
+    if not names: raise ValueError("data: expected an ImageData or a pair (x, y); it may be left out only when a model is a zoo entry given by name")
+    return zoo_data(names[0])
 
 def resolve_models(models, # a model, a zoo entry's name, a list of them, or a dict {name: model or zoo name}
                    arg: str = 'models') -> dict[str, torch.nn.Module]:

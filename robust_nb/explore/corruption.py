@@ -22,17 +22,12 @@ from ..data import as_tensors, check_data
 from ..eval.corruptions import GROUP_OF, SUITES, TABLES, corrupt, corruption_seed, suite_names
 from ..eval.benchmark import corruption_errors, mce
 from ..viz import DPI, figure_png, severity_curves
-from .base import _Explorer, resolve_models, shared_range, zoo_choices, zoo_data
+from .base import _Explorer, data_for, resolve_models, shared_range, zoo_choices, zoo_names_in
 
 # %% auto #0
 __all__ = ['CorruptionSweep']
 
 # %% ../../nbs/42_explore.corruption.ipynb #3c20ecf3
-def _zoo_names(v) -> list[str]:
-    "The zoo names in `v`: a name, or the names among a list's items or a dict's values."
-    items = [v] if isinstance(v, str) else list(v.values()) if isinstance(v, dict) else list(v) if isinstance(v, (list, tuple)) else []
-    return [m for m in items if isinstance(m, str)]
-
 def _resolve_pair(model, compare, # what the constructor got
                   names: tuple[str, str]) -> tuple[dict, str, str, str | None]:
     "`({name: model}, left name, right name or '', first zoo name or None)` of the models passed in code or by zoo name."
@@ -41,7 +36,7 @@ def _resolve_pair(model, compare, # what the constructor got
     left = resolve_models({names[0]: model} if isinstance(model, torch.nn.Module) else model, 'model')
     right = {} if compare is None else resolve_models({names[1]: compare} if isinstance(compare, torch.nn.Module) else compare, 'compare')
     shown = [*left][:2] if not right else [next(iter(left)), next(iter(right))]
-    zoo = _zoo_names(model) + _zoo_names(compare)
+    zoo = zoo_names_in(model) + zoo_names_in(compare)
     return left | right, shown[0], shown[1] if len(shown) > 1 else '', zoo[0] if zoo else None
 
 # %% ../../nbs/42_explore.corruption.ipynb #83fbd844
@@ -60,9 +55,7 @@ class CorruptionSweep(_Explorer):
                  batch_size: int = 256, # images per forward pass
                  baseline: str | None = None): # what CE and mCE are relative to, among the pickers' models; None: 'xe' where offered, else the first
         self.models, a, b, zoo = _resolve_pair(model, compare, names)
-        if data is None:
-            if zoo is None: raise ValueError("data: expected an ImageData or a pair (x, y); it may be left out only when a model is a zoo entry's name")
-            data = zoo_data(zoo)
+        data = data_for([zoo] if zoo else [], data)
         for m, net in self.models.items(): check_data(data, net, 'data' if m == a else f'data (for {m})')
         self.seed, self.batch_size = check_int(seed, 'seed', min=0), check_int(batch_size, 'batch_size', min=1)
         self.table = check_choice(table, 'table', TABLES) if table is not None else 'mnist' if zoo else None

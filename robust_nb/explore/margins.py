@@ -25,7 +25,7 @@ from ..core import check_model_input
 from ..data import as_tensors, check_data
 from ..eval.measures import minimal_perturbation, margin_area, margin_curve, MinimalPerturbation
 from ..viz import figure_png, image_to_numpy, margin_curves_plot, attack_share_plot, _finite_max
-from .base import _Explorer, resolve_models, toggles, zoo_choices, zoo_data
+from .base import _Explorer, data_for, resolve_models, toggles, zoo_choices
 
 # %% auto #0
 __all__ = ['MARGIN_ATTACKS', 'L2_ATTACKS', 'margin_attacks', 'margins_from_label', 'MarginCurves']
@@ -73,7 +73,7 @@ class MarginCurves(_Explorer):
                  margin_from: str = 'prediction', # 'prediction' or (with labelled data) 'label'
                  **mp_kwargs): # passed to minimal_perturbation (grid, steps, batch_size)
         self.models, self.mp_kwargs = resolve_models(models), mp_kwargs
-        self._data(data if data is not None else _default_data(models), check_int(n, 'n', min=1), max(check_int(n_max, 'n_max', min=1), n))
+        self._data(data_for(models, data), check_int(n, 'n', min=1), max(check_int(n_max, 'n_max', min=1), n))
         chosen = _initial_attacks(norm, attacks)
         self._l2_only = tuple(a for a in attacks if a in L2_ATTACKS)
         self.n_show = check_int(n_show, 'n_show', min=1)
@@ -94,13 +94,6 @@ class MarginCurves(_Explorer):
         finally: self._quiet_depth -= 1
 
 # %% ../../nbs/43_explore.margins.ipynb #501e5323
-def _default_data(models):
-    "The test split of the data the first zoo entry named in `models` was trained for, else a `ValueError`."
-    vals = list(models.values()) if isinstance(models, dict) else list(models) if isinstance(models, (list, tuple)) else [models]
-    names = [m for m in vals if isinstance(m, str)]
-    if not names: raise ValueError("data: expected an ImageData, a pair (x, y) or an image tensor (only zoo entries given by name bring their own data)")
-    return zoo_data(names[0])
-
 def _initial_attacks(norm: str, attacks) -> tuple[str, ...]:
     "The ensemble first chosen: `attacks` less those `norm` does not offer (BG and CW-L2 under 'linf')."
     check_choice(norm, 'norm', ('l2', 'linf'))

@@ -18,7 +18,7 @@ from ..data import ImageData, as_tensors, check_data
 from ..train import widen_half
 from ..methods.fcl import contextual_sensitivity, contextual_utility, utility_mask, utility_perturbation
 from ..viz import image_to_numpy
-from .base import _Explorer, resolve_models, shared_range, toggles, zoo_choices, zoo_data
+from .base import _Explorer, data_for, resolve_models, shared_range, toggles, zoo_choices
 
 # %% auto #0
 __all__ = ['ATTRIBUTIONS', 'METHOD_LABELS', 'RARE_CORNER_CLASSES', 'attribution', 'UtilityExplorer', 'utility_panels']
@@ -69,14 +69,6 @@ def attribution(model: torch.nn.Module, # a classifier returning logits
 METHOD_LABELS = {'Saliency': 'Saliency (utility)', 'IntegratedGradients': 'IntegratedGradients', 'SmoothGrad': 'SmoothGrad', 'InputXGradient': 'InputXGradient'}
 RARE_CORNER_CLASSES = (10, 11, 12, 13, 14)  # the corner task's rare classes: 0-4 with a corner item
 
-def _default_data(models, data):
-    "`data`, or the test split of the first zoo entry named in `models` when `data` is None."
-    if data is not None: return data
-    named = [models] if isinstance(models, str) else list(models.values() if isinstance(models, dict) else models if isinstance(models, (list, tuple)) else [])
-    zoo_names = [m for m in named if isinstance(m, str)]
-    if not zoo_names: raise ValueError("data: expected an ImageData or a pair (x, y); it may be left out only when a model is a zoo entry given by name")
-    return zoo_data(zoo_names[0])
-
 class UtilityExplorer(_Explorer):
     "Utility (a captum attribution), sensitivity, top-/bottom-k masks and utility-aware perturbations of one sample, for two models side by side."
     FIGURES = ('fig',)
@@ -96,7 +88,7 @@ class UtilityExplorer(_Explorer):
         for name, m in self.models.items(): check_embed_head(m, f"models[{name!r}]")
         self.n, self.seed = check_int(n, 'n', min=1), check_int(seed, 'seed', min=0)
         self._seed0 = self.seed
-        self._use_data(_default_data(models, data))
+        self._use_data(data_for(models, data))
         self.opts = dict(n_steps=check_int(n_steps, 'n_steps', min=1), nt_samples=check_int(nt_samples, 'nt_samples', min=1),
                          nt_stdev=check_float(nt_stdev, 'nt_stdev', min=0))
         self.size, self.cmap, self.fig, self._holding = size, cmap, None, False
