@@ -1,6 +1,6 @@
 """Sweeps on Ray (`robust-nb reproduce <paper> --ray`): the records of the sequential run, a worker killed mid-run and
 retried, a unit failing twice named while the others are kept, a rerun that runs only what is missing, and the install
-message where Ray is absent.
+message where Ray is absent; and the same units run one after another without Ray (`--resume`), resumed after a cut.
 
 The paper run is FCL Table 1, the fastest reproduction, shrunk to 1,000 training images, 2 epochs and 2 seeds: four
 units (method x seed) of a few seconds each. One Ray instance on 2 CPUs serves the whole module. The records are compared
@@ -149,3 +149,14 @@ def test_without_ray_the_install_message(monkeypatch, capsys, tmp_path):
     assert 'pip install "robust_nb[scale]"' in capsys.readouterr().err
     with pytest.raises(ImportError, match=r'pip install "robust_nb\[scale\]"'): fcl.reproduction.reproduce_on_ray(RECIPE, tmp_path/'out')
     assert not (tmp_path/'out').exists()
+
+
+def test_resume_in_process_runs_only_the_missing_units(sequential, tmp_path):
+    "`--resume` without Ray: the sequential run's records, unit by unit; a unit file removed (a run cut short) is the only unit run again."
+    with one_thread(): assert main(['reproduce', 'fcl', *OPTIONS, '--resume', '--out', str(tmp_path)]) == 0
+    assert records(tmp_path) == records(sequential) and unit_files(tmp_path) == UNITS
+    next((tmp_path/'units'/stem()).glob('seed-1_methods-xe_*.json')).unlink()
+    with one_thread(): assert main(['reproduce', 'fcl', *OPTIONS, '--resume', '--out', str(tmp_path)]) == 0
+    js = json.loads((tmp_path/f'{stem()}.json').read_text())
+    assert [u['ran'] for u in js['units']['units']] == [False, False, True, False]
+    assert records(tmp_path) == records(sequential)

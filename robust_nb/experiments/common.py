@@ -6,6 +6,7 @@
 from __future__ import annotations
 import argparse, contextlib, dataclasses, hashlib, json, os, re, sys, time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -159,13 +160,15 @@ def run_options(p: argparse.ArgumentParser, recipe: type, out: str):
                    help='join the result JSONs of runs that differ only in their seeds into --out, instead of running')
 
 def ray_options(p: argparse.ArgumentParser):
-    "`--ray`, `--ray-address`, `--ray-cpus` and `--ray-gpus`: the run's units as Ray tasks (see Sweeps on Ray below)."
+    "`--ray`, `--ray-address`, `--ray-cpus` and `--ray-gpus`: the run's units as Ray tasks (see Sweeps on Ray below); `--resume`: the units one after another in this process, each kept as it finishes."
     p.add_argument('--ray', action='store_true',
                    help='run every unit of the protocol as a Ray task; units finished before (under OUT/units) are not run again')
     p.add_argument('--ray-address', default=None, metavar='ADDRESS',
                    help='the Ray cluster to join (default: $RAY_ADDRESS, else a Ray instance started on this machine)')
     p.add_argument('--ray-cpus', type=float_option(min=0, min_open=True), default=1.0, help='CPUs per unit, also its torch threads (default 1)')
     p.add_argument('--ray-gpus', type=float_option(min=0), default=None, help='GPUs per unit (default: 0.5 where the cluster has GPUs, else 0)')
+    p.add_argument('--resume', action='store_true', help='without Ray: run unit by unit in this process, keeping each finished unit under OUT/units, '
+                   'so that the same command run again after an interruption runs only the units still missing')
 
 def recipe_from(args: argparse.Namespace, recipe: type, default: Callable | None = None) -> Recipe:
     "The recipe `args` describe: `quick()`, `full()` or `default` (None: the class itself) with the fields given on the command line."
@@ -366,6 +369,9 @@ def cli(self: Reproduction, args: argparse.Namespace) -> int:
     print(f"{self.help}: {recipe}")
     variant = 'quick' if args.quick else 'full' if args.full else None
     if getattr(args, 'ray', False): return self.cli_ray(recipe, args, variant)
+    if getattr(args, 'resume', False):
+        self.reproduce_units(recipe, args.out, variant)
+        return 0
     self.reproduce(recipe, out=args.out, progress=not args.quiet, variant=variant)
     return 0
 
@@ -529,12 +535,12 @@ def unit_plan(self: Reproduction, recipe, out: str | Path, variant: str | None =
     if len({p['path'] for p in plan}) < len(plan): raise ValueError(f"recipe: {self.name}'s units repeat a unit")
     return plan
 
-def _ray_result(rep: Reproduction, recipe, runs: list, artefacts: dict, seconds: float, info: dict) -> Result:
-    "The `Result` of the whole run from its units' JSONs (in the order of `run`) and their artefacts."
+def _units_result(rep: Reproduction, recipe, runs: list, artefacts: dict, seconds: float, key: str, info: dict) -> Result:
+    "The `Result` of the whole run from its units' JSONs (in the order of `run`) and their artefacts; how they ran goes under `key` ('ray' or 'units')."
     records = pd.DataFrame([rec for r in runs for rec in r['records']])
     dup = records.duplicated([*rep.keys, 'seed'])
     if dup.any(): raise ValueError(f"units: {rep.name}'s units overlap (records of seeds {sorted(set(records.seed[dup].tolist()))} repeat)")
-    extra = {**_joined_extras(runs, _WRITTEN | set(rep.about)), 'ray': info}
+    extra = {**_joined_extras(runs, _WRITTEN | set(rep.about)), key: info}
     return Result(records, recipe, seconds, runs[0].get('machine'), artefacts, extra)
 
 # %% ../../nbs/49_experiments.common.ipynb #6c4104c2
@@ -548,23 +554,43 @@ def reproduce_on_ray(self: Reproduction, recipe, # the whole run's recipe
                      log=print) -> dict:
     "`reproduce` with every unit a Ray task: units found under `out` are read, the others run; the same files; `UnitsFailed` after keeping the rest."
     ray_module()  # without Ray: the install message, before anything is written
-    t0, cpus, plan = time.perf_counter(), check_float(cpus, 'cpus', min=0, min_open=True), self.unit_plan(recipe, out, variant)
+    cpus, info = check_float(cpus, 'cpus', min=0, min_open=True), dict(address=address or os.environ.get('RAY_ADDRESS') or 'local')
+    def on_ray(plan, todo, runs, artefacts):
+        with ray_session(address) as ray:
+            info.update(cpus_per_unit=cpus, gpus_per_unit=_gpus_per_unit(ray, gpus, recipe))
+            return _collect(ray, _submit(ray, self, recipe, plan, todo, cpus, info['gpus_per_unit']), plan, runs, artefacts, log)
+    return self.reproduce_units(recipe, out, variant, log, execute=on_ray, key='ray', info=info)
+
+@patch
+def reproduce_units(self: Reproduction, recipe, # the whole run's recipe
+                    out: str | Path, # result files here; finished units under out/units/<stem>
+                    variant: str | None = None, log=print, # as for `reproduce`
+                    execute: Callable | None = None, # (plan, todo, runs, artefacts) -> failures; None: one unit after another in this process
+                    key: str = 'units', info: dict | None = None) -> dict: # where the JSON says how the units ran, and what it says
+    "`reproduce` unit by unit, each unit's file kept as it finishes: run again, the same command reads the finished units and runs only the others (a run cut short resumes)."
+    t0, plan, info = time.perf_counter(), self.unit_plan(recipe, out, variant), dict(info or {})
     runs = {i: js for i, p in enumerate(plan) if (js := read_unit(p['path'], p['recipe'])) is not None}
     todo, artefacts, failed = [i for i in range(len(plan)) if i not in runs], {}, []
     folder = plan[0]['path'].parent
-    if log: log(f"{self.name}: {len(plan)} units, {len(runs)} read from {folder}, {len(todo)} to run on Ray")
+    if log: log(f"{self.name}: {len(plan)} units, {len(runs)} read from {folder}, {len(todo)} to run" + (' on Ray' if key == 'ray' else ''))
     if todo:
         folder.mkdir(parents=True, exist_ok=True)
-        with ray_session(address) as ray:
-            gpus = _gpus_per_unit(ray, gpus, recipe)
-            failed = _collect(ray, _submit(ray, self, recipe, plan, todo, cpus, gpus), plan, runs, artefacts, log)
+        failed = (execute or partial(_in_process, self, recipe, log=log))(plan, todo, runs, artefacts)
     if failed: raise UnitsFailed(failed, len(runs), folder)
     if len(artefacts) < len(plan) and log: log(f"{len(plan) - len(artefacts)} unit(s) read from files: figures drawn from models or images in memory, where the paper has any, are not drawn")
-    info = dict(address=address or os.environ.get('RAY_ADDRESS') or 'local', cpus_per_unit=cpus, gpus_per_unit=gpus,
-                units=[dict(unit=p['unit'], file=p['path'].name, seconds=runs[i]['seconds'], ran=i in todo) for i, p in enumerate(plan)])
+    info['units'] = [dict(unit=p['unit'], file=p['path'].name, seconds=runs[i]['seconds'], ran=i in todo) for i, p in enumerate(plan)]
     arts = _merged([artefacts[i] for i in range(len(plan))]) if len(artefacts) == len(plan) else {}
-    result = _ray_result(self, recipe, [runs[i] for i in range(len(plan))], arts, time.perf_counter() - t0, info)
+    result = _units_result(self, recipe, [runs[i] for i in range(len(plan))], arts, time.perf_counter() - t0, key, info)
     return self.report(result, out, variant, log)
+
+def _in_process(rep: Reproduction, recipe, plan: list, todo: list, runs: dict, artefacts: dict, log=print) -> list:
+    "Run the units of `plan` listed in `todo` one after the other in this process (its torch threads), each unit's file written as it finishes; no failure is kept back."
+    import torch
+    for k, i in enumerate(todo):
+        runs[i], artefacts[i] = run_unit(rep.run, rep.keep, recipe, plan[i]['recipe'], cpus=torch.get_num_threads())
+        atomic_write(plan[i]['path'], lambda p: Path(p).write_text(json.dumps(runs[i], indent=1)))
+        if log: log(f"unit {unit_name(plan[i]['unit'])}: {runs[i]['seconds']:.1f} s ({k + 1}/{len(todo)})")
+    return []
 
 @patch
 def cli_ray(self: Reproduction, recipe, args: argparse.Namespace, variant: str | None) -> int:
