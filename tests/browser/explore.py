@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .lab import CHROMIUM, CHROMIUM_ARGS, ROOT, Lab
+from .lab import CHROMIUM, ROOT, Lab
 
 TIMINGS = os.environ.get('ROBUST_NB_WIDGET_TIMINGS', '') not in ('', '0')
 RESULTS_JSON = ROOT/'benchmarks'/'results'/'widgets.json'
@@ -250,14 +250,6 @@ def lab(tmp_path_factory):
     yield server
     server.close()
 
-
-@pytest.fixture(scope='module')
-def browser():
-    sync_api = pytest.importorskip('playwright.sync_api', reason='browser tests need the playwright package (pip install playwright)')
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 needs_chromium = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason=f"browser tests need Chromium at {CHROMIUM}: "

@@ -2,7 +2,7 @@
 loopback, no code shows, and one control of each explorer moves its figure."""
 from __future__ import annotations
 
-from .explore import AppPage, browser, choose, needs_chromium, options, press, toggle  # noqa: F401 (fixture)
+from .explore import AppPage, needs_chromium, press, toggle
 from robust_nb.explore.app import SECTIONS
 
 pytestmark = needs_chromium

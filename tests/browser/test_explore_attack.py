@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .explore import ExplorerNotebook, browser, choose, lab, needs_chromium, options, press, moves, record, toggle, wait_for  # noqa: F401 (fixtures)
+from .explore import ExplorerNotebook, choose, lab, needs_chromium, options, press, moves, record, toggle, wait_for  # noqa: F401 (fixtures)
 
 pytestmark = needs_chromium
 

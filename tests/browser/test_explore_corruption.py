@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from .explore import ExplorerNotebook, browser, choose, lab, needs_chromium, options, press, moves, record  # noqa: F401 (fixtures)
+from .explore import ExplorerNotebook, choose, lab, needs_chromium, options, press, moves, record  # noqa: F401 (fixtures)
 
 pytestmark = needs_chromium
 

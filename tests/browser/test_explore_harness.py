@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .explore import ExplorerNotebook, browser, choose, lab, needs_chromium, press, summary  # noqa: F401 (fixtures)
+from .explore import ExplorerNotebook, choose, lab, needs_chromium, press, summary  # noqa: F401 (fixtures)
 
 pytestmark = needs_chromium
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from .explore import ExplorerNotebook, browser, lab, needs_chromium, press, moves, record, toggle  # noqa: F401 (fixtures)
+from .explore import ExplorerNotebook, lab, needs_chromium, press, moves, record, toggle  # noqa: F401 (fixtures)
 
 pytestmark = needs_chromium
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .lab import CHROMIUM, CHROMIUM_ARGS, ROOT, Lab, prepare_notebook, tutorials
+from .lab import CHROMIUM, ROOT, Lab, prepare_notebook, tutorials
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason=f"browser tests need Chromium at {CHROMIUM}: "
@@ -192,14 +192,6 @@ def lab(tmp_path_factory):
     yield server
     server.close()
 
-
-@pytest.fixture(scope='module')
-def browser():
-    sync_api = pytest.importorskip('playwright.sync_api', reason='browser tests need the playwright package (pip install playwright)')
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.mark.parametrize('nb', tutorials(), ids=lambda p: p.stem)
