@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .lab import CHROMIUM, ROOT, Lab
+from .lab import CHROMIUM, ROOT, Lab, wait_for
 
 TIMINGS = os.environ.get('ROBUST_NB_WIDGET_TIMINGS', '') not in ('', '0')
 RESULTS_JSON = ROOT/'benchmarks'/'results'/'widgets.json'
@@ -46,16 +46,6 @@ WATCH_JS = """() => {
   };
   return true;
 }"""
-
-
-def wait_for(cond, timeout: float, what: str, every: float = 0.1):
-    "The first truthy value of `cond()`, polled every `every` seconds; an AssertionError naming `what` after `timeout`."
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        v = cond()
-        if v: return v
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def notebook_json(cells: list[str]) -> dict:

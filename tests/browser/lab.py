@@ -52,6 +52,16 @@ def prepare_notebook(src: Path, dest: Path) -> dict:
     return {'code_cells': code, 'skipped_cells': skipped}
 
 
+def wait_for(cond, timeout: float, what: str, every: float = 0.1):
+    "The first truthy value of `cond()`, polled every `every` seconds; an AssertionError naming `what` after `timeout`."
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        v = cond()
+        if v: return v
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .lab import CHROMIUM, ROOT, Lab, prepare_notebook, tutorials
+from .lab import CHROMIUM, ROOT, Lab, prepare_notebook, tutorials, wait_for as _wait_for
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason=f"browser tests need Chromium at {CHROMIUM}: "
@@ -87,15 +87,6 @@ def _images(widget) -> list[str]:
 def _images_loaded(widget) -> bool:
     return widget.locator('.widget-output img').evaluate_all(
         'els => els.length > 0 && els.every(e => e.complete && e.naturalWidth > 0 && e.getBoundingClientRect().width > 0)')
-
-
-def _wait_for(cond, timeout: float, what: str, every: float = 0.25):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        v = cond()
-        if v: return v
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _expected_widgets(cells: list[dict]) -> dict[str, int]:
