@@ -172,7 +172,9 @@ def margin_curves_plot(curves: dict | torch.Tensor, # {model name: distances [N]
                        norm: str = 'l2', # the norm the distances are in (axis label only)
                        normalize: bool = False, # report R / max_eps (a uniform density on [0, max_eps]) instead of the area
                        points: int = 200, # eps values on the curve
-                       title: str | None = None, ax=None) -> Figure:
+                       title: str | None = None, ax=None,
+                       area_eps: float | None = None, # R integrates over [0, area_eps] (None: max_eps), e.g. the paper's d beyond a shorter axis
+                      ) -> Figure:
     "Margin curves of several models with the area R in the legend (Tibo et al., Figure 3)."
     curves = {'model': curves} if isinstance(curves, torch.Tensor) else dict(curves)
     if not curves: raise ValueError("curves: expected at least one model's distances")
@@ -182,7 +184,7 @@ def margin_curves_plot(curves: dict | torch.Tensor, # {model name: distances [N]
     if ax is None: fig, ax = new_figure(size=(4, 2.8))
     else: fig = ax.figure
     for name, d in ds.items():
-        r = margin_area(d, max_eps, normalize=normalize)
+        r = margin_area(d, max_eps if area_eps is None else area_eps, normalize=normalize)
         ax.plot(grid.numpy(), margin_curve(d, grid).numpy(), label=f"{name} (R = {r:.3f})")
     ax.set_xlim(0, max_eps); ax.set_ylim(0, 1.02)
     ax.set_xlabel(f"eps ({norm} distance)"); ax.set_ylabel('share without adversarial example')
@@ -509,7 +511,8 @@ def margins_figure(records: pd.DataFrame, distances: dict, # {(method, seed): di
     methods = list(dict.fromkeys(records.method))
     pooled = {_method_name(m): torch.cat([torch.as_tensor(d) for (mm, s), d in sorted(distances.items()) if mm == m]) for m in methods}
     ds = records.dataset.iloc[0]
-    margin_curves_plot(pooled, max_eps=max_eps, title=f"{ds}: L2 margin curves ({records.seed.nunique()} seeds pooled)", ax=axes[0, 0])
+    axis = min(max_eps, 1.05 * _finite_max(pooled.values()))  # the curves end at the largest distance found; R still integrates over [0, max_eps]
+    margin_curves_plot(pooled, max_eps=axis, area_eps=max_eps, title=f"{ds}: L2 margin curves ({records.seed.nunique()} seeds pooled; R over [0, {max_eps:g}])", ax=axes[0, 0])
     shares = {_method_name(m): {a: float(records[records.method == m][f'share_{a}'].mean()) for a in ('bg', 'fgsm', 'pgd')} for m in methods}
     attack_share_plot(shares, title='closest example found by (Table 3)', ax=axes[0, 1])
     return fig

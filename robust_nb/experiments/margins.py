@@ -74,7 +74,7 @@ class MarginsRecipe(Recipe):
     val_size: int | None = 600 # validation images used of those (None: all)
     test_size: int | None = 2000 # test images for accuracy (None: all)
     margin_size: int | None = 200 # first test images whose margins are measured (None: all)
-    max_eps: float = 3.0 # right end of the margin curves (L2) and of the area R
+    max_eps: float = 28.0 # the area R integrates the L2 margin curve over [0, max_eps]: d = 28, the largest L2 distance between two 28x28 images in [0, 1] (Examples 2-3)
     device: str | None = None
 
     def __post_init__(self):
