@@ -4,7 +4,7 @@
 
 # %% ../../nbs/46_explore.app.ipynb #5f0a56ae
 from __future__ import annotations
-import ipaddress, json, secrets, shutil, subprocess, sys
+import ipaddress, json, secrets, shutil, signal, subprocess, sys, threading
 from pathlib import Path
 
 # %% auto #0
@@ -82,4 +82,16 @@ def serve(folder: str | Path = 'runs/explore', host: str = '127.0.0.1', port: in
     print(f"robust_nb explorers: http://{shown}:{port}/" + (f"?token={token}" if token else ''))
     if not is_loopback(host):
         print(f"listening on {host}: anyone who reaches this port with the token gets a kernel on this machine", file=sys.stderr)
-    return subprocess.call(cmd)
+    return _run_forwarding(cmd)
+
+def _run_forwarding(cmd: list[str]) -> int:
+    "Run `cmd` until it exits; a SIGTERM or Ctrl-C sent to this process is passed on to it, so that stopping the command stops Voila and its kernels too."
+    proc = subprocess.Popen(cmd)
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum)) if main else None
+    try: return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()
+    finally:
+        if old is not None: signal.signal(signal.SIGTERM, old)
