@@ -25,7 +25,7 @@ from ..data import as_tensors, check_data
 from ..eval import attacks as A
 from ..eval.attacks import NORMS
 from ..viz import DPI, image_to_numpy
-from .base import _Explorer, data_for, resolve_models, shared_range, toggles, zoo_choices, zoo_model
+from .base import _Explorer, data_for, resolve_models, shared_range, toggles
 
 # %% auto #0
 __all__ = ['ATTACK_SPECS', 'ATTACK_LABELS', 'MINIMAL_ATTACKS', 'CW_SETTINGS', 'STEP_SCALES', 'AttackSpec', 'eps_range',
@@ -505,7 +505,7 @@ class AttackExplorer(_Explorer):
         self.seed = check_int(seed, 'seed', min=0)
         self.max_eps = {m: eps_range(m, self.shape) for m in NORMS}
         for k, v in (max_eps or {}).items(): self.max_eps[check_choice(k, 'max_eps', NORMS)] = check_float(v, f'max_eps[{k!r}]', min=0, min_open=True)
-        self._traces, self._raw, self._curves, self._drawn, self._syncing, self.source, self.uploaded = {}, {}, {}, {}, False, 'data', None
+        self._traces, self._raw, self._curves, self._drawn, self.source, self.uploaded = {}, {}, {}, {}, 'data', None
         self._build_controls(attack, norm, eps, check_int(index, 'index', min=0, max=len(self.x) - 1))
         self.update()
 
@@ -521,13 +521,6 @@ def _init_data(self: AttackExplorer, models, data, n: int):
     self.num_classes = len(self.classes) if self.classes else int(self.y.max()) + 1
     self.first_of = {int(c): int((self.y == c).nonzero()[0]) for c in self.y.unique()}
 
-@patch
-def _model_options(self: AttackExplorer) -> list[str]:
-    "The pickers' options: the models given in code, then the zoo entries that take these images and have as many classes."
-    zoo = zoo_choices(self.num_classes)
-    if zoo and tuple(getattr(zoo_model(zoo[0]), 'input_shape', ())) != self.shape: zoo = []
-    return list(dict.fromkeys([*self.models, *zoo]))
-
 # %% ../../nbs/45_explore.attack.ipynb #9d557578
 @patch
 def _build_controls(self: AttackExplorer, attack, norm, eps, index: int):
@@ -538,7 +531,7 @@ def _build_controls(self: AttackExplorer, attack, norm, eps, index: int):
     self._eps_of = {m: round(self.max_eps[m] / 3, 3) for m in NORMS}
     if eps is not None: self._eps_of[norm] = check_float(eps, 'eps', min=0, max=self.max_eps[norm])
     self._steps_of, self._attack_shown = {a: s.steps for a, s in ATTACK_SPECS.items() if s.steps}, attack
-    names, opts = list(self.models), self._model_options()
+    names, opts = list(self.models), self.picker_options(self.x)
     second = names[1] if len(names) > 1 else next((o for o in opts if o != names[0]), names[0])
     lay = W.Layout(width='300px')
     self.model1 = W.Dropdown(options=opts, value=names[0], description='model 1', layout=lay)
@@ -573,23 +566,15 @@ def _layout(self: AttackExplorer):
                           self.status, self.indicator, self.panel_out,
                           row(W.VBox([self.step, self.trace_out]), self.curve_out)])
 
-@patch
-@contextmanager
-def _quiet(self: AttackExplorer):
-    "Within the block, changes of the controls (made by the explorer itself) start no update."
-    self._syncing = True
-    try: yield
-    finally: self._syncing = False
-
 # %% ../../nbs/45_explore.attack.ipynb #3004970e
 @patch
 def _on_change(self: AttackExplorer, change):
     "Follow a moved control (class: its first image; image: back to the data; upload: read it) and redraw."
-    if self._syncing: return
+    if self.is_quiet(): return
     with self.busy():
         owner = change['owner']
         if owner is self.klass:
-            with self._quiet(): self.image.value = self.first_of[int(change['new'])]
+            with self.quiet(): self.image.value = self.first_of[int(change['new'])]
             self.source = 'data'
         elif owner is self.image: self.source = 'data'
         elif owner is self.upload:
@@ -614,7 +599,7 @@ def _sync(self: AttackExplorer):
     "Bring the dependent controls in line with the attack and the norm (quietly): its norms, eps's range, which settings apply."
     a = self.attack.value
     spec = ATTACK_SPECS[a]
-    with self._quiet():
+    with self.quiet():
         if tuple(self.norm.options) != spec.norms:
             keep = self.norm.value if self.norm.value in spec.norms else spec.norms[0]
             self.norm.options = spec.norms
@@ -694,7 +679,7 @@ def update(self: AttackExplorer):
     t = self._step_range(len(traces[names[0]].points) - 1)
     key, x, y = self.current()
     if y is not None:
-        with self._quiet(): self.klass.value = int(y[0])   # the class shown is the image's
+        with self.quiet(): self.klass.value = int(y[0])   # the class shown is the image's
     self._figures(names, traces[names[0]].logits.shape[1])
     self._redraw('panel', (*names, key, s, t), lambda: self._panels.draw(x, traces, t, {m: self.label(m) for m in names}))
     self._redraw('trace', (*names, key, s, t), lambda: self._trace_plot.draw(traces, t, s[1]))
@@ -724,7 +709,7 @@ def _redraw(self: AttackExplorer, which: str, key, draw):
 def _step_range(self: AttackExplorer, last: int) -> int:
     "Fit the step slider to a replay of `last` iterations (at its end when the number changed); the step shown."
     if self.step.max != last:
-        with self._quiet(), self.step.hold_sync(): self.step.max = last; self.step.value = last
+        with self.quiet(), self.step.hold_sync(): self.step.max = last; self.step.value = last
     return self.step.value
 
 # %% ../../nbs/45_explore.attack.ipynb #bb7a6b52

@@ -15,15 +15,17 @@ import ipywidgets as W
 from IPython.display import Image as PNG, display
 
 from .. import zoo
-from ..core import check_model, get_device, predict_classes
+from ..core import check_model, eval_mode, get_device, model_device, predict_classes
 from ..viz import figure_png
 
 
 # %% auto #0
-__all__ = ['zoo_model', 'zoo_choices', 'zoo_data', 'zoo_names_in', 'data_for', 'resolve_models', 'toggles', 'shared_range']
+__all__ = ['ZOO_IMAGE_SHAPE', 'zoo_model', 'zoo_choices', 'zoo_data', 'zoo_names_in', 'data_for', 'resolve_models', 'toggles',
+           'shared_range']
 
 # %% ../../nbs/41_explore.base.ipynb #744ac706
 _LOADED: dict[tuple[str, str], torch.nn.Module] = {}
+ZOO_IMAGE_SHAPE = (1, 28, 28)  # what the zoo's LeNets take: Fashion-MNIST's grey 28 x 28 images
 
 def zoo_model(name: str, # a built zoo entry
               device: str | None = None) -> torch.nn.Module:
@@ -108,7 +110,20 @@ class _Explorer:
         buf = io.BytesIO(); sheet.save(buf, format='png')
         return buf.getvalue()
     def _on_change(self, change):
-        with self.busy(): self.update()
+        if not self.is_quiet():
+            with self.busy(): self.update()
+    def is_quiet(self) -> bool:
+        "Whether a `quiet` block is running (a control's change then starts no update)."
+        return bool(getattr(self, '_quiet_depth', 0))
+    @contextmanager
+    def quiet(self):
+        "Within the block, the changes the explorer makes to its own controls (one control setting another) start no update; blocks may nest."
+        self._quiet_depth = getattr(self, '_quiet_depth', 0) + 1
+        try: yield
+        finally: self._quiet_depth -= 1
+    def working(self, what: str = 'working'):
+        "Say in the indicator that `what` is under way (`busy` does it for a whole update; a long task may say how far it has got)."
+        self.indicator.value = f'<span class="rnb-busy" style="color:#555">&#8987; {html.escape(what)}&hellip;</span>'
     @property
     def indicator(self) -> W.HTML:
         "A line that says when the explorer is working and shows a bad choice's message (put it in the layout)."
@@ -117,12 +132,18 @@ class _Explorer:
     @contextmanager
     def busy(self, what: str = 'working'):
         "Say that work is under way while the block runs; a `ValueError` raised in it becomes a message in the widget, not a traceback in the log."
-        self.indicator.value = f'<span class="rnb-busy" style="color:#555">&#8987; {what}&hellip;</span>'
+        self.working(what)
         try:
             yield
             self.indicator.value = ''
         except ValueError as e:
             self.indicator.value = f'<span class="rnb-error" style="color:#b00020">{html.escape(str(e))}</span>'
+    def picker_options(self, x: torch.Tensor) -> list[str]:
+        "What a model picker offers: the models passed in code, then the built zoo entries that take the images `x` (28 x 28 grey) with as many classes as the first model predicts."
+        net = next(iter(self.models.values()))
+        with eval_mode(net), torch.no_grad(): k = net(x[:1].to(model_device(net))).shape[1]
+        zoo = zoo_choices(k) if tuple(x.shape[1:]) == ZOO_IMAGE_SHAPE else []
+        return list(dict.fromkeys([*self.models, *zoo]))
     def model(self, name: str) -> torch.nn.Module:
         "The model called `name`: one passed in code, else the zoo entry of that name (loaded once)."
         return self.models[name] if name in self.models else zoo_model(name)

@@ -22,7 +22,7 @@ from ..data import as_tensors, check_data
 from ..eval.corruptions import GROUP_OF, SUITES, TABLES, corrupt, corruption_seed, suite_names
 from ..eval.benchmark import corruption_errors, mce
 from ..viz import DPI, figure_png, severity_curves
-from .base import _Explorer, data_for, resolve_models, shared_range, zoo_choices, zoo_names_in
+from .base import _Explorer, data_for, resolve_models, shared_range, zoo_names_in
 
 # %% auto #0
 __all__ = ['CorruptionSweep']
@@ -64,24 +64,15 @@ class CorruptionSweep(_Explorer):
         self.n_show, self.classes = min(check_int(n_show, 'n_show', min=1), len(self.x)), getattr(data, 'classes', None)
         suite = suite if suite is not None else 'mtlat19' if zoo else 'imagenet_c'
         self.names = self._custom = suite_names(suite)
-        options = self._options(a)
+        options = self.picker_options(self.x)
         self.baseline = check_choice(baseline, 'baseline', options) if baseline is not None else 'xe' if 'xe' in options else a
         self._rows, self._clean, self._images, self._scores = {}, {}, {}, {}
-        self._seconds, self._holding = [], False
+        self._seconds = []
         self._controls(options, a, b, suite if isinstance(suite, str) and suite in SUITES else 'custom')
         self.update()
-    def _on_change(self, change):
-        "Redraw for a moved control, unless the suite is replacing the corruption menu."
-        if not self._holding: super()._on_change(change)
+
 
 # %% ../../nbs/42_explore.corruption.ipynb #eb5166bd
-@patch
-def _options(self: CorruptionSweep, first: str) -> list[str]:
-    "What the pickers offer: the models passed, then the zoo entries the images fit (1x28x28, as many classes as model `first` predicts)."
-    net = self.models[first]
-    with eval_mode(net), torch.no_grad(): k = net(self.x[:1].to(model_device(net))).shape[1]
-    return list(dict.fromkeys([*self.models, *(zoo_choices(k) if tuple(self.x.shape[1:]) == (1, 28, 28) else [])]))
-
 @patch
 def _controls(self: CorruptionSweep, options: list[str], a: str, b: str, suite: str):
     "The controls (corruption, suite, severity; the two model pickers and the button that sweeps the suite) and the layout."
@@ -294,9 +285,7 @@ def _on_suite(self: CorruptionSweep, change):
     with self.busy():
         self.names = self._custom if change.new == 'custom' else suite_names(change.new)
         keep = self.corruption.value if self.corruption.value in self.names else self.names[0]
-        self._holding = True
-        try: self.corruption.options, self.corruption.value = self.names, keep
-        finally: self._holding = False
+        with self.quiet(): self.corruption.options, self.corruption.value = self.names, keep
         self.update()
 
 @patch
@@ -306,6 +295,6 @@ def _on_sweep(self: CorruptionSweep, button=None):
         need = lambda: [*self._shown(), self.baseline]
         todo = [c for c in self.names if any((m, c) not in self._rows for m in need())]
         for i, c in enumerate(todo):
-            self.indicator.value = f'<span class="rnb-busy" style="color:#555">&#8987; sweeping {_pretty(c)} ({i + 1} of {len(todo)})&hellip;</span>'
+            self.working(f'sweeping {_pretty(c)} ({i + 1} of {len(todo)})')
             self._sweep(c, need())
         self.update()

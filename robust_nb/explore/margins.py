@@ -20,12 +20,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fastcore.basics import patch
 
-from ..core import check_choice, check_float, check_int, eval_mode, model_device
+from ..core import check_choice, check_float, check_int, model_device
 from ..core import check_model_input
 from ..data import as_tensors, check_data
 from ..eval.measures import minimal_perturbation, margin_area, margin_curve, MinimalPerturbation
 from ..viz import figure_png, image_to_numpy, margin_curves_plot, attack_share_plot, _finite_max
-from .base import _Explorer, data_for, resolve_models, toggles, zoo_choices
+from .base import _Explorer, data_for, resolve_models, toggles
 
 # %% auto #0
 __all__ = ['MARGIN_ATTACKS', 'L2_ATTACKS', 'margin_attacks', 'margins_from_label', 'MarginCurves']
@@ -80,18 +80,11 @@ class MarginCurves(_Explorer):
         self.max_eps = {k: check_float(v, f'max_eps[{k!r}]', min=0, min_open=True) for k, v in dict(max_eps or {}).items()}
         self._eps = {norm: None if eps is None else check_float(eps, 'eps', min=0)}
         self._cache, self._painters = {}, OrderedDict()
-        self._quiet_depth, self._eps_ready = 0, False
+        self._eps_ready = False
         self._norm = norm
         self._controls(n, norm, chosen, check_choice(margin_from, 'margin_from', self._origins()))
         self.update()
-    def _on_change(self, change):
-        if not self._quiet_depth: super()._on_change(change)
-    @contextmanager
-    def _quiet(self):
-        "Change controls without calling `update` (while `update` itself sets them)."
-        self._quiet_depth += 1
-        try: yield
-        finally: self._quiet_depth -= 1
+
 
 # %% ../../nbs/43_explore.margins.ipynb #501e5323
 def _initial_attacks(norm: str, attacks) -> tuple[str, ...]:
@@ -120,20 +113,10 @@ def _origins(self: MarginCurves) -> list[str]:
 
 # %% ../../nbs/43_explore.margins.ipynb #7fe24f11
 @patch
-def _zoo_offer(self: MarginCurves) -> list[str]:
-    "The built zoo entries that fit the data (28 x 28 grey images, as many classes), less those passed by name."
-    if tuple(self.x.shape[1:]) != (1, 28, 28): return []
-    if self.classes: k = len(self.classes)
-    else:
-        m = next(iter(self.models.values()))
-        with eval_mode(m), torch.no_grad(): k = m(self.x[:1].to(model_device(m))).shape[-1]
-    return [z for z in zoo_choices(k) if z not in self.models]
-
-@patch
 def _controls(self: MarginCurves, n: int, norm: str, attacks: tuple, margin_from: str):
     "Build the controls, the output areas and the layout."
     names, pool = list(self.models), len(self.x)
-    options = names + self._zoo_offer()
+    options = self.picker_options(self.x)
     self.model_select = W.SelectMultiple(options=options, value=tuple(names), description='models', rows=min(len(options), 6))
     self.attack_select = W.SelectMultiple(options=margin_attacks(norm), value=attacks, description='attacks', rows=len(MARGIN_ATTACKS))
     self.norm = toggles(['l2', 'linf'], norm, 'norm')
@@ -224,7 +207,7 @@ def _sync_controls(self: MarginCurves):
         if self._eps_ready: self._eps[norm] = self.eps.value
         return
     keep = chosen | set(self._l2_only) if norm == 'l2' else chosen
-    with self._quiet():
+    with self.quiet():
         self.attack_select.options = margin_attacks(norm)
         self.attack_select.value = tuple(a for a in margin_attacks(norm) if a in keep) or ('fgsm', 'pgd')
     self._norm = norm
@@ -233,7 +216,7 @@ def _sync_controls(self: MarginCurves):
 def _sync_eps(self: MarginCurves, axis: float):
     "Let the eps slider span [0, axis] and stand at the eps last chosen under the norm (a quarter of the axis at first)."
     v = self._eps.get(self._norm)
-    with self._quiet():
+    with self.quiet():
         self.eps.max, self.eps.step = axis, axis / 200
         self.eps.value = axis / 4 if v is None else min(v, axis)
     self._eps[self._norm], self._eps_ready = self.eps.value, True

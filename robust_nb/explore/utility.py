@@ -18,7 +18,7 @@ from ..data import ImageData, as_tensors, check_data
 from ..train import widen_half
 from ..methods.fcl import contextual_sensitivity, contextual_utility, utility_mask, utility_perturbation
 from ..viz import image_to_numpy
-from .base import _Explorer, data_for, resolve_models, shared_range, toggles, zoo_choices
+from .base import _Explorer, data_for, resolve_models, shared_range, toggles
 
 # %% auto #0
 __all__ = ['ATTRIBUTIONS', 'METHOD_LABELS', 'RARE_CORNER_CLASSES', 'attribution', 'UtilityExplorer', 'utility_panels']
@@ -91,7 +91,7 @@ class UtilityExplorer(_Explorer):
         self._use_data(data_for(models, data))
         self.opts = dict(n_steps=check_int(n_steps, 'n_steps', min=1), nt_samples=check_int(nt_samples, 'nt_samples', min=1),
                          nt_stdev=check_float(nt_stdev, 'nt_stdev', min=0))
-        self.size, self.cmap, self.fig, self._holding = size, cmap, None, False
+        self.size, self.cmap, self.fig = size, cmap, None
         self._utilities, self._sensitivities, self._cache, self._panels = {}, {}, {}, {}
         self._controls(k, sigma, method)
         self.update()
@@ -139,7 +139,7 @@ def _controls(self: UtilityExplorer, k, sigma, method):
     k, sigma = check_int(k, 'k', min=1), check_float(sigma, 'sigma', min=0)
     if k > d: raise ValueError(f"k: must be <= the number of input features ({d}), got {k}")
     method, names = check_choice(method, 'method', ATTRIBUTIONS), list(self.models)
-    choices = names + [z for z in zoo_choices(self.num_classes) if z not in self.models]
+    choices = self.picker_options(self.x)
     second = names[1] if len(names) > 1 else next((c for c in choices if c != names[0]), names[0])
     self.picker_a = W.Dropdown(options=choices, value=names[0], description='model A')
     self.picker_b = W.Dropdown(options=choices, value=second, description='model B')
@@ -172,23 +172,10 @@ def _class_options(self: UtilityExplorer) -> list:
 
 # %% ../../nbs/44_explore.utility.ipynb #1c67c3fe
 @patch
-def _on_change(self: UtilityExplorer, change):
-    "Redraw on a control's change, unless another control is being set (`_hold`)."
-    if not self._holding: _Explorer._on_change(self, change)
-
-@patch
-@contextmanager
-def _hold(self: UtilityExplorer):
-    "Run the block without redrawing on the controls it sets."
-    self._holding = True
-    try: yield
-    finally: self._holding = False
-
-@patch
 def _on_class(self: UtilityExplorer, change):
     "Offer the chosen classes' items from the first one on, and redraw."
     with self.busy():
-        with self._hold():
+        with self.quiet():
             self._offer(self.class_select.value)
             self.sample.max = len(self.x) - 1
             self.sample.value = 0
@@ -200,7 +187,7 @@ def _on_pick(self: UtilityExplorer, change):
     with self.busy():
         check_embed_head(self.model(change['new']), f"model {change['new']!r}")
         shown = self.model_select.value
-        with self._hold():
+        with self.quiet():
             self.model_select.options = self._toggle_options()
             self.model_select.value = 'all' if shown == 'all' else 'A' if change['owner'] is self.picker_a else 'B'
         self.update()
