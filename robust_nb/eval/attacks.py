@@ -16,8 +16,8 @@ from .preflight import preflight_once
 from ..train import soft_cross_entropy
 
 # %% auto #0
-__all__ = ['Norm', 'NORMS', 'ATTACKS', 'uniform_ball', 'random_start_noise', 'fgsm', 'pgd', 'least_likely_target', 'pgd_ll',
-           'mi_fgsm', 'cw_l2', 'BoxL2Solver', 'input_jacobian', 'boundary_gradient_attack', 'get_attack',
+__all__ = ['Norm', 'NORMS', 'ATTACKS', 'uniform_ball', 'random_start_noise', 'fgsm', 'pgd', 'pgd_restarts', 'least_likely_target',
+           'pgd_ll', 'mi_fgsm', 'cw_l2', 'BoxL2Solver', 'input_jacobian', 'boundary_gradient_attack', 'get_attack',
            'attack_batches']
 
 # %% ../../nbs/11_eval.attacks.ipynb #48cd2dba
@@ -201,6 +201,40 @@ def pgd(model: nn.Module, # classifier returning logits
             xa = xa + alpha * _direction(g, norm)
             xa = (x + _project(xa - x, eps, norm)).clamp_(0, 1)
         return xa
+
+# %% ../../nbs/11_eval.attacks.ipynb #8810cfc0
+def _fooled(model, xa: Tensor, goal: Tensor, targeted: bool) -> Tensor:
+    "Per image: does the model put `xa` in the target class (targeted) or outside the true one?"
+    with eval_mode(model), torch.no_grad(): pred = model(xa).argmax(1)
+    return pred == goal if targeted else pred != goal
+
+def _rows(t, idx: Tensor):
+    "The rows `idx` of a per-image tensor (labels, probability vectors or budgets); a number or a 0-d tensor as it is."
+    return t[idx] if isinstance(t, Tensor) and t.ndim else t
+
+def pgd_restarts(model: nn.Module, x: Tensor,
+                 y: Tensor | None, # true labels [B] or probability vectors; None for a targeted attack
+                 eps: float | Tensor,
+                 restarts: int = 5, # runs: the first from `x`, the others from random points of the ball
+                 steps: int = 10, norm: Norm = 'linf', step_size: float | Tensor | None = None,
+                 target: Tensor | int | None = None,
+                 generator: torch.Generator | int | None = None, # randomness of the restarts
+                ) -> Tensor:
+    "PGD with restarts: per image the example of the first run that fools the model (untargeted: misclassified; targeted: classified as the target), else the last run's."
+    restarts = check_int(restarts, 'restarts', min=1)
+    x, y, eps, target = _prepare_ce(model, x, y, eps, target)
+    eps = eps.flatten() if isinstance(eps, Tensor) and eps.ndim else eps
+    goal = (target if target is not None else y)
+    goal = goal.argmax(1) if goal.ndim == 2 else goal
+    g, out = _generator(generator, x.device), x.clone()
+    todo = torch.arange(len(x), device=x.device)
+    for r in range(restarts):
+        xa = pgd(model, x[todo], _rows(y, todo), _rows(eps, todo), steps, norm, step_size if not isinstance(step_size, Tensor) else _rows(step_size.flatten(), todo),
+                 random_start=r > 0, target=_rows(target, todo), generator=g)
+        out[todo] = xa
+        todo = todo[~_fooled(model, xa, goal[todo], target is not None)]
+        if not len(todo): break
+    return out
 
 # %% ../../nbs/11_eval.attacks.ipynb #aba0ed57
 def least_likely_target(model: nn.Module, x: Tensor,
@@ -423,7 +457,7 @@ def boundary_gradient_attack(model: nn.Module, x: Tensor, y: Tensor,
         return (x + delta).clamp_(0, 1)
 
 # %% ../../nbs/11_eval.attacks.ipynb #23856328
-ATTACKS: dict[str, Callable] = dict(fgsm=fgsm, pgd=pgd, pgd_ll=pgd_ll, mi_fgsm=mi_fgsm, cw_l2=cw_l2, bg=boundary_gradient_attack)
+ATTACKS: dict[str, Callable] = dict(fgsm=fgsm, pgd=pgd, pgd_restarts=pgd_restarts, pgd_ll=pgd_ll, mi_fgsm=mi_fgsm, cw_l2=cw_l2, bg=boundary_gradient_attack)
 
 def get_attack(attack: str | Callable) -> Callable:
     "The attack function for a name in `ATTACKS` (a callable is returned as is)."

@@ -83,16 +83,20 @@ def relative_robustness(model: nn.Module, data,
 def targeted_attack_success(model: nn.Module, data,
                             target: int, # the class every attack aims at (CEB: 1, trouser, on Fashion-MNIST)
                             attack: str | Callable = 'pgd', # a targeted-capable attack (name or function)
-                            batch_size: int = 256, **attack_kwargs) -> float:
-    "CEB's metric: the share of correctly classified images (true class != target) the attack moves to `target`."
+                            batch_size: int = 256,
+                            surrogate: nn.Module | None = None, # craft the attack on this model instead (transfer attack)
+                            **attack_kwargs) -> float:
+    "CEB's metric: the share of correctly classified images (true class != target) the attack (made on `surrogate` when given) moves to `target`."
     target = check_int(target, 'target', min=0)
     check_data(data, model)
+    if surrogate is not None: check_data(data, surrogate, name='data (for the surrogate)')
+    source = surrogate if surrogate is not None else model
     fn, dev, flipped, correct = get_attack(attack), model_device(model), 0, 0
     for x, y in _batches(data, batch_size, dev):
         with eval_mode(model), torch.no_grad(): ok = (model(x).argmax(1) == y) & (y != target)
         if not ok.any(): continue
-        preflight_once(model, x[ok], y[ok])
-        xa = fn(model, x[ok], y[ok], target=torch.full_like(y[ok], target), **attack_kwargs)
+        preflight_once(source, x[ok], y[ok])
+        xa = fn(source, x[ok], y[ok], target=torch.full_like(y[ok], target), **attack_kwargs)
         with eval_mode(model), torch.no_grad(): flipped += (model(xa).argmax(1) == target).sum().item()
         correct += ok.sum().item()
     if correct == 0: raise ValueError("data: no correctly classified image outside the target class")

@@ -24,11 +24,11 @@ from ..viz import embedding_figure, figure1
 
 
 # %% auto #0
-__all__ = ['CEB_METHODS', 'TROUSER', 'CEB_CIFAR_FULL', 'CEB_CIFAR_QUICK', 'METRICS', 'table', 'CEB_CLAIMS', 'CEB_CIFAR_CLAIMS',
-           'HELP', 'ABOUT', 'reproduction', 'reproduce', 'combine', 'add_arguments', 'cli', 'CEBRecipe', 'ceb_model',
-           'ceb_objective', 'ceb_transform', 'sweep_column', 'evaluate_ceb_model', 'run_ceb', 'run', 'ceb_table',
-           'ceb_claim', 'sweep_table', 'tables', 'ceb_cifar_claim', 'claims', 'figure3', 'ceb_stem', 'figures', 'units',
-           'keep']
+__all__ = ['CEB_METHODS', 'TROUSER', 'CEB_CIFAR_FULL', 'CEB_CIFAR_QUICK', 'METRICS', 'GUARDS', 'table', 'CEB_CLAIMS',
+           'CEB_CIFAR_CLAIMS', 'HELP', 'ABOUT', 'reproduction', 'reproduce', 'combine', 'add_arguments', 'cli',
+           'CEBRecipe', 'ceb_model', 'ceb_objective', 'ceb_transform', 'sweep_column', 'transfer_robustness',
+           'evaluate_ceb_model', 'run_ceb', 'run', 'ceb_table', 'ceb_claim', 'sweep_table', 'tables', 'ceb_cifar_claim',
+           'claims', 'figure3', 'ceb_stem', 'figures', 'units', 'keep']
 
 # %% ../../nbs/51_experiments.ceb.ipynb #ebd20462
 CEB_METHODS = ('deterministic', 'vib', 'ceb')
@@ -47,7 +47,7 @@ CEB_CIFAR_QUICK = dict(CEB_CIFAR_FULL, rhos=(1.0, 5.0), depth=10, width=1, batch
 class CEBRecipe(Recipe):
     "Settings of the CEB reproductions: Fashion-MNIST (Figure 1; the default is the CPU version, `full()` the paper-scale one) and CIFAR-10 (Figures 2 and 3, `full(dataset='cifar10')`: about 170 to 570 H100-hours, plus 140 hours of AutoAugment on the CPU, estimated in benchmarks/paper_scale_steps.json)."
     COUNTS = dict(seeds=1, first_seed=0, depth=4, width=1, d=1, marginal_components=1, train_size=0, test_size=1, attack_size=1, epochs=1,
-                  batch_size=1, pgd_steps=1, rate_steps=1, rate_size=1, target=0)
+                  batch_size=1, pgd_steps=1, rate_steps=1, rate_size=1, target=0, guard_steps=0, guard_restarts=1)
     AMOUNTS = dict(lr=0, eps_l2=0, eps_linf=0, sweep_linf=0, sweep_l2=0)
     AT_LEAST = dict(jump_first_epochs=0, jump_final_epochs=0)
     RATES = ('lr_drops',)
@@ -80,6 +80,9 @@ class CEBRecipe(Recipe):
     eps_l2: float = 1.5 # PGD L2 radius
     eps_linf: float = 0.1 # PGD L-inf radius
     pgd_steps: int = 10
+    guard_steps: int = 0 # the stronger targeted PGD that guards the robustness figures against gradient masking: this many steps (0: not run)
+    guard_restarts: int = 3 # its runs per image, the first from the image and the others from random points of the ball
+    transfer: bool = False # also targeted PGD made on the seed's CEB model at the largest rho, scored on every model of the seed (the paper's CEB5 => CEB0)
     rate_steps: int = 300 # steps of the rate estimator after training
     rate_size: int = 2000 # training images the rate is measured on
     dataset: str = 'fashion_mnist' # 'fashion_mnist' (Section 3.1, Figure 1) or 'cifar10' (Section 3.2, Figures 2 and 3)
@@ -124,22 +127,33 @@ def ceb_transform(r: CEBRecipe):
 
 
 # %% ../../nbs/51_experiments.ceb.ipynb #8fe0dd06
-def _robust(model, data, norm, eps, steps, target: int = TROUSER) -> float:
-    try: return 1 - targeted_attack_success(model, data, target, 'pgd', norm=norm, eps=eps, steps=steps)
+def _robust(model, data, norm, eps, steps, target: int = TROUSER, attack='pgd', **kw) -> float:
+    try: return 1 - targeted_attack_success(model, data, target, attack, norm=norm, eps=eps, steps=steps, **kw)
     except ValueError: return float('nan')  # a collapsed model classifies no image outside the target class correctly
 
 def sweep_column(norm: str, eps: float) -> str:
     "The record column of the accuracy under untargeted PGD `norm` at radius `eps`, e.g. 'pgd_linf_0.03137'."
     return f'pgd_{norm}_{eps:.4g}'
 
+def transfer_robustness(models: dict, # (method, rho) -> trained model, all of one seed
+                        r: CEBRecipe, attack) -> dict:
+    "(method, rho) -> {'robust_l2_transfer': ..., 'robust_linf_transfer': ...}: robustness to the recipe's targeted PGD made on the CEB model at the largest rho (the paper's CEB5 => CEB0); empty without that model."
+    source = models.get(('ceb', max(r.rhos))) if 'ceb' in r.methods else None
+    if source is None: return {}
+    return {k: {f'robust_{norm}_transfer': _robust(m, attack, norm, eps, r.pgd_steps, r.target, surrogate=source)
+                for norm, eps in (('l2', r.eps_l2), ('linf', r.eps_linf))} for k, m in models.items()}
+
 def evaluate_ceb_model(model: StochasticHead, method: str, r: CEBRecipe, test, attack, train_rate, seed: int = 0) -> dict:
-    "Accuracy, rate, residual bound, targeted-PGD robustness (L2, L-inf) and the accuracy at each radius of the recipe's untargeted sweeps, of one trained model."
+    "Accuracy, rate, residual bound, targeted-PGD robustness (L2, L-inf; with `guard_steps`, also under the stronger PGD with restarts) and the accuracy at each radius of the recipe's untargeted sweeps, of one trained model."
     rec = dict(accuracy=accuracy(model, test))
     info = information(model, train_rate, steps=r.rate_steps, components=r.marginal_components, seed=seed) if method != 'deterministic' else {}
     rec['rate'], rec['residual'] = info.get('rate', float('nan')), info.get('residual', float('nan'))
     rec['robust_l2'] = _robust(model, attack, 'l2', r.eps_l2, r.pgd_steps, r.target)
     rec['robust_linf'] = _robust(model, attack, 'linf', r.eps_linf, r.pgd_steps, r.target)
     rec['attack_success_l2'], rec['attack_success_linf'] = 1 - rec['robust_l2'], 1 - rec['robust_linf']
+    if r.guard_steps:
+        for norm, eps in (('l2', r.eps_l2), ('linf', r.eps_linf)):
+            rec[f'robust_{norm}_strong'] = _robust(model, attack, norm, eps, r.guard_steps, r.target, 'pgd_restarts', restarts=r.guard_restarts, generator=seed)
     for norm, radii in (('linf', r.sweep_linf), ('l2', r.sweep_l2)):
         for eps in radii: rec[sweep_column(norm, eps)] = robust_accuracy(model, attack, 'pgd', eps=eps, norm=norm, steps=r.pgd_steps)
     return rec
@@ -162,27 +176,35 @@ def _train_one(r: CEBRecipe, method: str, rho: float, train, seed: int, device, 
                schedule=StepDecay([f * r.epochs for f in r.lr_drops], 0.3), seed=seed, device=device, progress=progress)
     return model.eval(), hist, time.perf_counter() - t0
 
+def _run_seed(r: CEBRecipe, seed: int, full_train, test, attack, device, progress: bool, log) -> tuple[list, dict]:
+    "The records of every (method, rho) of one seed, and the trained models by (method, rho)."
+    train = full_train.take(r.train_size, seed=seed) if r.train_size else full_train
+    rate_data = train.take(min(r.rate_size, len(train)), seed=seed)
+    records, models = [], {}
+    for method in r.methods:
+        for rho in ([float('nan')] if method == 'deterministic' else r.rhos):
+            model, hist, secs = _train_one(r, method, rho, train, seed, device, progress)
+            t0 = time.perf_counter()
+            rec = dict(method=method, rho=float(rho), seed=seed, dataset=r.dataset, **evaluate_ceb_model(model, method, r, test, attack, rate_data, seed=seed),
+                       train_acc=float(hist.train_acc.iloc[-1]), train_rate=_last(hist, 'train_rate'), final_rho=_last(hist, 'train_rho'),
+                       train_seconds=secs, eval_seconds=time.perf_counter() - t0)
+            records.append(rec); models[(method, rho)] = model
+            if log: log(f"{method:>13} rho {rho:>4} seed {seed}: acc {rec['accuracy']:.4f}  rate {rec['rate']:.3f}  "
+                        f"robust L2 {rec['robust_l2']:.3f}  Linf {rec['robust_linf']:.3f}  ({secs:.0f} s + {rec['eval_seconds']:.0f} s)")
+    return records, models
+
 def run_ceb(recipe: CEBRecipe, progress: bool = False, log: Callable[[str], None] | None = print,
             keep: tuple = ()) -> pd.DataFrame | tuple[pd.DataFrame, dict]:
-    "Train and measure `recipe.methods` over `recipe.rhos` and seeds; one record per model."
+    "Train and measure `recipe.methods` over `recipe.rhos` and seeds; one record per model (with `transfer`, the seed's transfer attack scored once all its models are trained)."
     r, device = recipe, get_device(recipe.device)
     full_train, test = _data(r)
     attack = test.take(min(r.attack_size, len(test)))
     records, kept = [], {}
     for seed in range(r.first_seed, r.first_seed + r.seeds):
-        train = full_train.take(r.train_size, seed=seed) if r.train_size else full_train
-        rate_data = train.take(min(r.rate_size, len(train)), seed=seed)
-        for method in r.methods:
-            for rho in ([float('nan')] if method == 'deterministic' else r.rhos):
-                model, hist, secs = _train_one(r, method, rho, train, seed, device, progress)
-                t0 = time.perf_counter()
-                rec = dict(method=method, rho=float(rho), seed=seed, dataset=r.dataset, **evaluate_ceb_model(model, method, r, test, attack, rate_data, seed=seed),
-                           train_acc=float(hist.train_acc.iloc[-1]), train_rate=_last(hist, 'train_rate'), final_rho=_last(hist, 'train_rho'),
-                           train_seconds=secs, eval_seconds=time.perf_counter() - t0)
-                records.append(rec)
-                if (method, rho, seed) in keep: kept[(method, rho, seed)] = model.cpu()
-                if log: log(f"{method:>13} rho {rho:>4} seed {seed}: acc {rec['accuracy']:.4f}  rate {rec['rate']:.3f}  "
-                            f"robust L2 {rec['robust_l2']:.3f}  Linf {rec['robust_linf']:.3f}  ({secs:.0f} s + {rec['eval_seconds']:.0f} s)")
+        recs, models = _run_seed(r, seed, full_train, test, attack, device, progress, log)
+        guard = transfer_robustness(models, r, attack) if r.transfer else {}
+        records += [{**rec, **guard.get(k, {})} for rec, k in zip(recs, models)]  # models are keyed in the records' order
+        kept.update({(m, rho, seed): model.cpu() for (m, rho), model in models.items() if (m, rho, seed) in keep})
     df = pd.DataFrame(records)
     return (df, kept) if keep else df
 
@@ -197,10 +219,12 @@ def run(recipe: CEBRecipe, progress: bool = False, log: Callable[[str], None] | 
 
 # %% ../../nbs/51_experiments.ceb.ipynb #6e905c93
 METRICS = ('accuracy', 'rate', 'robust_l2', 'robust_linf')
+GUARDS = ('robust_l2_strong', 'robust_linf_strong', 'robust_l2_transfer', 'robust_linf_transfer')
 
 def ceb_table(records: pd.DataFrame) -> pd.DataFrame:
-    "Mean and std over seeds of accuracy, rate and robustness per (method, rho)."
-    g = records.assign(rho=records.rho.fillna(-math.inf)).groupby(['method', 'rho'], sort=False)[list(METRICS)]
+    "Mean and std over seeds of accuracy, rate and robustness (and the guards' robustness where the run measured them) per (method, rho)."
+    cols = [*METRICS, *(c for c in GUARDS if c in records.columns)]
+    g = records.assign(rho=records.rho.fillna(-math.inf)).groupby(['method', 'rho'], sort=False)[cols]
     t = g.mean().join(g.std(ddof=1).add_suffix('_std')).join(g.size().rename('seeds'))
     t = t.reset_index(); t.loc[np.isinf(t.rho), 'rho'] = float('nan')
     return t
@@ -244,10 +268,21 @@ def _observations23(t: pd.DataFrame, ln10_tol: float) -> dict:
         if len(s): out[f'{m}_beats_deterministic_accuracy_rhos'] = [float(x) for x in s.rho[s.accuracy > det.accuracy.iloc[0]]]
     return out
 
-def ceb_claim(records: pd.DataFrame, rate_tol: float = 0.5, rate_rel: float = 0.2, ln10_tol: float = 0.5) -> dict:
-    "The figures of the paper's observations on Fashion-MNIST, on the means over seeds."
+def _guards(t: pd.DataFrame, strong_tol: float) -> dict:
+    "The checks against gradient masking, on the bottleneck models: how much the stronger attack lowers robustness, and whether the transfer attack is weaker than the white-box one."
+    out, b = {}, t[t.method != 'deterministic']
+    if 'robust_l2_strong' in t.columns:
+        out['strong_attack_largest_drop'] = float(max((b[k] - b[f'{k}_strong']).max() for k in ('robust_l2', 'robust_linf')))
+        out['strong_attack_changes_little'] = bool(out['strong_attack_largest_drop'] <= strong_tol)
+    if 'robust_l2_transfer' in t.columns:
+        out['transfer_least_margin_over_whitebox'] = float(min((b[f'{k}_transfer'] - b[k]).min() for k in ('robust_l2', 'robust_linf')))
+        out['transfer_weaker_than_whitebox'] = bool(out['transfer_least_margin_over_whitebox'] >= 0)
+    return out
+
+def ceb_claim(records: pd.DataFrame, rate_tol: float = 0.5, rate_rel: float = 0.2, ln10_tol: float = 0.5, strong_tol: float = 0.05) -> dict:
+    "The figures of the paper's observations on Fashion-MNIST, on the means over seeds, and of the guards against gradient masking where the run measured them."
     t = ceb_table(records)
-    return {**_observation1(t, rate_tol, rate_rel), **_observations23(t, ln10_tol)}
+    return {**_observation1(t, rate_tol, rate_rel), **_observations23(t, ln10_tol), **_guards(t, strong_tol)}
 
 CEB_CLAIMS = [  # (yes / no figure, the paper's statement, figure measured, threshold)
     ('ceb_ge_vib_accuracy_all_rhos', 'CEB is at least as accurate as VIB at every rho', None, None),
@@ -256,6 +291,10 @@ CEB_CLAIMS = [  # (yes / no figure, the paper's statement, figure measured, thre
     *[(f'robustness_rises_as_rho_falls_{k}_{m}', f'{m.upper()}: robustness to targeted PGD {norm} rises as rho falls (Spearman correlation below 0)',
        f'spearman_rho_vs_{k}_{m}', 0) for m in ('vib', 'ceb') for k, norm in (('robust_l2', 'L2'), ('robust_linf', 'L-inf'))],
     ('ceb_rate_at_rho0_near_ln10', "CEB's rate at rho = 0 is close to ln 10 (within 0.5 nats)", 'ceb_rate_at_rho0', math.log(10)),
+    ('strong_attack_changes_little', 'Gradient masking guard: targeted PGD with more steps and restarts lowers no VIB or CEB robustness figure by more than 5 points',
+     'strong_attack_largest_drop', 0.05),
+    ('transfer_weaker_than_whitebox', "Gradient masking guard: every VIB and CEB model is at least as robust to targeted PGD made on the seed's CEB model at the largest rho as to the white-box attack",
+     'transfer_least_margin_over_whitebox', 0),
 ]
 
 # %% ../../nbs/51_experiments.ceb.ipynb #47dd72d5
@@ -297,9 +336,10 @@ CEB_CIFAR_CLAIMS = [  # (yes / no figure, the paper's statement, figure measured
 ]
 
 def claims(records: pd.DataFrame) -> list:
-    "Section 3.1's claims on Fashion-MNIST records, Section 3.2's on CIFAR-10 records."
+    "Section 3.1's claims on Fashion-MNIST records, Section 3.2's on CIFAR-10 records (the guards' where the run measured them)."
     if 'dataset' in records.columns and (records.dataset == 'cifar10').all(): return claims_from(ceb_cifar_claim(records), CEB_CIFAR_CLAIMS)
-    return claims_from(ceb_claim(records), CEB_CLAIMS)
+    figures = ceb_claim(records)
+    return claims_from(figures, [c for c in CEB_CLAIMS if c[0] in figures])
 
 
 # %% ../../nbs/51_experiments.ceb.ipynb #94896896
@@ -344,7 +384,8 @@ def figures(res) -> dict:
     return figs
 
 def units(recipe: CEBRecipe) -> list[dict]:
-    "Ray units of Figure 1: one per seed, method and rho (the deterministic model once per seed), since every model is trained and measured afresh from its seed."
+    "Ray units of Figure 1: one per seed, method and rho (the deterministic model once per seed), since every model is trained and measured afresh from its seed; one per seed with `transfer`, whose attack needs the seed's source model."
+    if recipe.transfer: return seed_units(recipe)
     return [{**u, 'methods': (m,), **({} if m == 'deterministic' else {'rhos': (rho,)})} for u in seed_units(recipe) for m in recipe.methods
             for rho in ((None,) if m == 'deterministic' else recipe.rhos)]
 

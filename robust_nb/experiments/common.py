@@ -17,9 +17,9 @@ from fastcore.docments import docments
 from ..core import atomic_write, check_choice, check_float, check_int, environment_info, get_device
 
 # %% auto #0
-__all__ = ['device_option', 'out_option', 'int_option', 'float_option', 'list_option', 'choice_option', 'check_fields', 'Recipe',
-           'recipe_options', 'run_options', 'ray_options', 'recipe_from', 'Claim', 'claims_from', 'Result', 'timed',
-           'save_results', 'combine_runs', 'Reproduction', 'run_scale', 'seed_units', 'grid_units',
+__all__ = ['device_option', 'out_option', 'ALL', 'int_option', 'float_option', 'list_option', 'choice_option', 'check_fields',
+           'Recipe', 'recipe_options', 'run_options', 'ray_options', 'recipe_from', 'Claim', 'claims_from', 'Result',
+           'timed', 'save_results', 'combine_runs', 'Reproduction', 'run_scale', 'seed_units', 'grid_units',
            'first_seed_artefacts', 'unit_key', 'unit_name', 'unit_path', 'read_unit', 'ray_module', 'ray_session',
            'run_unit', 'UnitsFailed']
 
@@ -122,6 +122,8 @@ class Recipe:
     full = _variant('FULL', "The recipe of `FULL`: the paper's settings (`kw` sets any other field).")
 
 # %% ../../nbs/49_experiments.common.ipynb #6f89b477
+ALL = 'all' # on the command line, the value of an optional number field that stands for None ('all' the images, ...)
+
 def _option_kwargs(recipe: type, f: dataclasses.Field) -> dict | None:
     "argparse keyword arguments (`type` or `action`) for field `f` of `recipe`; None for a field no option can set."
     many, item = _kind(f)
@@ -131,7 +133,9 @@ def _option_kwargs(recipe: type, f: dataclasses.Field) -> dict | None:
     if many: return dict(type=list_option({'int': int, 'float': float}.get(item, str), choices=choices, **lim), metavar='A,B,...')
     if choices is not None: return dict(type=choice_option(choices))
     if item == 'str': return dict(type=str)
-    return dict(type=(int_option if item == 'int' else float_option)(**lim))
+    parse = (int_option if item == 'int' else float_option)(**lim)
+    if 'None' not in str(f.type): return dict(type=parse)
+    return dict(type=lambda t: ALL if t.strip().lower() == ALL else parse(t))
 
 def recipe_options(p: argparse.ArgumentParser, recipe: type, # a recipe dataclass
                    aliases: dict | None = None, # field -> further option names, e.g. {'n_cs': ('--n-c',)}
@@ -146,6 +150,7 @@ def recipe_options(p: argparse.ArgumentParser, recipe: type, # a recipe dataclas
         choices = list(recipe.CHOICES.get(f.name, ()))
         listed = f" [choices: {', '.join(map(str, choices))}]" if 0 < len(choices) <= 12 else ''
         text = (docs.get(f.name) or f.name.replace('_', ' ')).replace('%', '%%')  # argparse formats help with %
+        if 'None' in str(f.type) and _kind(f) in ((False, 'int'), (False, 'float')): text += f" ('{ALL}' for None)"
         p.add_argument(*names, dest=f.name, default=None, help=text + listed, **kw)
 
 def run_options(p: argparse.ArgumentParser, recipe: type, out: str):
@@ -173,6 +178,7 @@ def ray_options(p: argparse.ArgumentParser):
 def recipe_from(args: argparse.Namespace, recipe: type, default: Callable | None = None) -> Recipe:
     "The recipe `args` describe: `quick()`, `full()` or `default` (None: the class itself) with the fields given on the command line."
     kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipe) if getattr(args, f.name, None) is not None}
+    kw = {k: None if v is ALL else v for k, v in kw.items()}
     return (recipe.quick if args.quick else recipe.full if args.full else default or recipe)(**kw)
 
 # %% ../../nbs/49_experiments.common.ipynb #c2c9f5ef

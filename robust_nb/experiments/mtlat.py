@@ -4,7 +4,7 @@
 
 # %% ../../nbs/52_experiments.mtlat.ipynb #8c9d07b0
 from __future__ import annotations
-import time
+import json, time
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Sequence
 
@@ -30,8 +30,9 @@ from ..viz import mtlat_pair_figure, score_heatmap
 __all__ = ['CORRUPTION_NAMES', 'ATTACK_NAMES', 'PERTURBATIONS', 'MTLAT_PAPER', 'MTLAT_PAPER_TABLE3', 'MAIN_METHODS',
            'ABLATION_METHODS', 'MTLAT_METHODS', 'table', 'MTLAT_CLAIMS', 'HELP', 'ABOUT', 'reproduction', 'reproduce',
            'combine', 'add_arguments', 'cli', 'reproduce_mtlat', 'transfer_examples', 'perturbation_benchmark',
-           'MTLATRecipe', 'mtlat_data', 'train_method', 'train_surrogate', 'step_cost', 'run_mtlat', 'run',
-           'benchmark_table', 'ablation_table', 'tables', 'mtlat_claims', 'claims', 'describe', 'figures', 'units']
+           'MTLATRecipe', 'mtlat_data', 'train_method', 'train_surrogate', 'step_cost', 'seed_transfer', 'run_mtlat',
+           'run', 'benchmark_table', 'ablation_table', 'tables', 'mtlat_claims', 'claims', 'describe', 'figures',
+           'units']
 
 # %% ../../nbs/52_experiments.mtlat.ipynb #9aafe499
 CORRUPTION_NAMES: list[str] = list(SUITES['mtlat19'])
@@ -61,9 +62,10 @@ def _corruption_accuracies(model, x, y, names: list, severities, batch_size: int
     per = sw.groupby('corruption', sort=False).accuracy.mean()
     return {n: float(per[n]) for n in names}
 
-def _attack_accuracies(model, x, y, eps: float, steps: int, cw: dict, batch_size: int) -> dict:
+def _attack_accuracies(model, x, y, eps: float, steps: int, cw: dict, batch_size: int, seed: int = 0) -> dict:
     "Accuracy under PGD, PGD_LL and CW-L2 (`cw`: its steps, confidence and search steps)."
-    attacks = {'pgd': lambda m, xb, yb: pgd(m, xb, yb, eps, steps=steps),
+    g = make_generator(seed)  # one stream for PGD's random starts over all batches
+    attacks = {'pgd': lambda m, xb, yb: pgd(m, xb, yb, eps, steps=steps, random_start=True, generator=g),
                'pgd_ll': lambda m, xb, yb: pgd_ll(m, xb, yb, eps, steps=steps),
                'cw_l2': lambda m, xb, yb: cw_l2(m, xb, yb, **cw)}
     return {n: accuracy(model, (attack_batches(fn, model, x, y, batch_size), y), batch_size) for n, fn in attacks.items()}
@@ -88,7 +90,7 @@ def perturbation_benchmark(model: nn.Module, # classifier taking [B, C, H, W] in
     clean = accuracy(model, (x, y), batch_size)
     if clean == 0: raise ValueError("model: has zero clean accuracy on data; A_phi / A_clean is undefined")
     accs = _corruption_accuracies(model, x, y, CORRUPTION_NAMES if corruptions is None else list(corruptions), severities, batch_size, seed)
-    accs |= _attack_accuracies(model, x, y, eps, steps, dict(steps=cw_steps, confidence=cw_confidence, search_steps=cw_search_steps), batch_size)
+    accs |= _attack_accuracies(model, x, y, eps, steps, dict(steps=cw_steps, confidence=cw_confidence, search_steps=cw_search_steps), batch_size, seed)
     if transfer is None and surrogate is not None: transfer = transfer_examples(surrogate, (x, y), steps=steps, batch_size=batch_size)
     for n, xa in (transfer or {}).items(): accs[n] = accuracy(model, (xa, y), batch_size)
     out = {'clean': clean, **{n: a / clean for n, a in accs.items()}}
@@ -137,7 +139,7 @@ class MTLATRecipe(Recipe):
     CHOICES = dict(dataset=('fashion_mnist', 'cifar10', 'imagenet100'), model=MODELS, methods=MTLAT_METHODS, ablations=MTLAT_METHODS,
                    augment=('resize', 'random_resized_crop'))
     QUICK = ('Smoke test: one seed, 2 epochs on 1,000 images, 200 test images (a minute or two on a CPU; ImageNet-100: ResNet-18 at 64 px).',
-             dict(seeds=1, epochs=2, train_size=1000, eval_size=200, cost_steps=5))
+             dict(seeds=1, epochs=2, train_size=1000, eval_size=200, cost_steps=5, cw_search_steps=1))
     FULL = ("The paper's protocol: 90 epochs, batch 256, the whole training and test sets, the default SmallVGG surrogate, CW with binary search "
             "(GPU; with --dataset imagenet100 --data-dir DIR: ResNet-50 at 224 px, the paper's setting).",
             dict(epochs=90, batch_size=256, train_size=None, eval_size=None, seeds=1, surrogate_cfg=(32, 32, 'M', 64, 64, 'M', 128, 128, 'M'), cw_search_steps=5))
@@ -157,7 +159,7 @@ class MTLATRecipe(Recipe):
     train_size: int | None = 4000 # random training subset per seed (None: all)
     eval_size: int | None = 500 # the same random test subset for every model (None: all)
     surrogate_cfg: tuple = (16, 16, 'M', 32, 32, 'M', 64, 'M') # SmallVGG blocks of the MI-FGSM surrogate
-    cw_search_steps: int = 1 # 1: one 40-iteration CW optimisation; 5: binary search over c
+    cw_search_steps: int = 5 # binary search steps over CW's c (its authors'); 1: one 40-iteration optimisation from c = 1
     cost_steps: int = 10 # training steps timed per method and round for the cost comparison
     data_dir: str | None = None # ImageNet-100: a folder with train/ and val/ (or test/), a folder per class in each; or a folder per class (ten percent held out)
     image_size: int = 224 # ImageNet-100: side of the images served
@@ -255,6 +257,18 @@ def _line(rec: dict) -> str:
     scores = f"  pgd {rec['pgd']:.3f}  cw {rec['cw_l2']:.3f}  gauss {rec['gaussian_noise']:.3f}" if 'pgd' in rec else ''
     return f"{rec['method']:>12} seed {rec['seed']}: clean {rec['clean']:.4f}{scores}  ({rec['train_seconds']:.0f} s + {rec['eval_seconds']:.0f} s)"
 
+_TRANSFER: dict = {}  # the last seed's transfer examples, by recipe and seed
+
+def seed_transfer(recipe: MTLATRecipe, train: ImageData, seed: int, test: tuple, device=None, progress: bool = False, log=None) -> dict:
+    "The MI-FGSM examples of the seed's surrogate; made once per process for consecutive units of one seed (they train the same surrogate from the same seed)."
+    key = json.dumps([{k: v for k, v in asdict(recipe).items() if k not in ('methods', 'ablations', 'seeds', 'first_seed', 'cost_steps')}, seed], default=str)
+    if key not in _TRANSFER:
+        t0 = time.perf_counter()
+        vgg = train_surrogate(recipe, train, seed, device, progress)
+        _TRANSFER.clear(); _TRANSFER[key] = transfer_examples(vgg, test)
+        if log: log(f"surrogate seed {seed}: clean {accuracy(vgg, test):.4f} ({time.perf_counter() - t0:.0f} s)")
+    return _TRANSFER[key]
+
 def run_mtlat(recipe: MTLATRecipe, progress: bool = False, log: Callable[[str], None] | None = print,
               models: dict | None = None, # when given, filled with the trained models of the first seed, keyed by method
              ) -> pd.DataFrame:
@@ -265,10 +279,7 @@ def run_mtlat(recipe: MTLATRecipe, progress: bool = False, log: Callable[[str], 
     records = []
     for seed in range(recipe.first_seed, recipe.first_seed + recipe.seeds):
         train = train_all.take(recipe.train_size, seed=seed) if recipe.train_size else train_all
-        t0 = time.perf_counter()
-        vgg = train_surrogate(recipe, train, seed, device, progress)
-        transfer = transfer_examples(vgg, (xt, yt))
-        if log: log(f"surrogate seed {seed}: clean {accuracy(vgg, (xt, yt)):.4f} ({time.perf_counter() - t0:.0f} s)")
+        transfer = seed_transfer(recipe, train, seed, (xt, yt), device, progress, log) if recipe.methods else {}
         for method in dict.fromkeys((*recipe.methods, *recipe.ablations)):
             t0 = time.perf_counter()
             model = train_method(recipe, method, train, seed, device, progress)
