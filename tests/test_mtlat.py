@@ -300,7 +300,7 @@ def test_benchmark_scores_equal_recomputed_accuracy_ratios(fm_small):
     for c in SUITES['mtlat19']:
         acc = np.mean([accuracy(model, (CORRUPTIONS[c](x, s, make_generator(corruption_seed(3, c, s))), y)) for s in range(1, 6)])
         assert b[c] == pytest.approx(acc / clean, abs=1e-12), c
-    att = {'pgd': robust_accuracy(model, (x, y), pgd, eps=0.04, steps=10),
+    att = {'pgd': robust_accuracy(model, (x, y), pgd, eps=0.04, steps=10, random_start=True, generator=make_generator(3)),  # one stream of starts
            'pgd_ll': robust_accuracy(model, (x, y), pgd_ll, eps=0.04, steps=10),
            'cw_l2': robust_accuracy(model, (x, y), cw_l2, steps=40, confidence=50., search_steps=1),
            'mi_fgsm_0.04': robust_accuracy(model, (x, y), mi_fgsm, surrogate=surrogate, eps=0.04, steps=10),
