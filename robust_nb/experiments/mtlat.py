@@ -28,11 +28,11 @@ from ..viz import mtlat_pair_figure, score_heatmap
 
 # %% auto #0
 __all__ = ['CORRUPTION_NAMES', 'ATTACK_NAMES', 'PERTURBATIONS', 'MTLAT_PAPER', 'MTLAT_PAPER_TABLE3', 'MAIN_METHODS',
-           'ABLATION_METHODS', 'MTLAT_METHODS', 'table', 'MTLAT_CLAIMS', 'HELP', 'ABOUT', 'reproduction', 'reproduce',
-           'combine', 'add_arguments', 'cli', 'reproduce_mtlat', 'transfer_examples', 'perturbation_benchmark',
-           'MTLATRecipe', 'mtlat_data', 'train_method', 'train_surrogate', 'step_cost', 'seed_transfer', 'run_mtlat',
-           'run', 'benchmark_table', 'ablation_table', 'tables', 'mtlat_claims', 'claims', 'describe', 'figures',
-           'units']
+           'ABLATION_METHODS', 'MTLAT_METHODS', 'HEADROOM_SEVERITY', 'table', 'MTLAT_CLAIMS', 'HELP', 'ABOUT',
+           'reproduction', 'reproduce', 'combine', 'add_arguments', 'cli', 'reproduce_mtlat', 'transfer_examples',
+           'perturbation_benchmark', 'MTLATRecipe', 'mtlat_data', 'train_method', 'train_surrogate', 'step_cost',
+           'seed_transfer', 'run_mtlat', 'run', 'benchmark_table', 'ablation_table', 'headroom_table', 'tables',
+           'mtlat_claims', 'claims', 'describe', 'figures', 'units']
 
 # %% ../../nbs/52_experiments.mtlat.ipynb #9aafe499
 CORRUPTION_NAMES: list[str] = list(SUITES['mtlat19'])
@@ -55,12 +55,13 @@ def _check_inputs(x: torch.Tensor, k: int | None, surrogate: nn.Module | None, t
     for n, xa in (transfer or {}).items():
         if xa.shape != x.shape: raise ValueError(f"transfer: {n} has shape {tuple(xa.shape)}, expected {tuple(x.shape)} like data")
 
-def _corruption_accuracies(model, x, y, names: list, severities, batch_size: int, seed: int) -> dict:
-    "Accuracy under each corruption, the mean over `severities`."
-    if not names: return {}
+def _corruption_accuracies(model, x, y, names: list, severities, batch_size: int, seed: int, at: int | None = None) -> tuple[dict, dict]:
+    "Accuracy under each corruption, the mean over `severities`; with `at`, also the accuracy at that severity alone (keys `<name>_s<at>`)."
+    if not names: return {}, {}
     sw = corruption_sweep(model, (x, y), names, severities=severities, n=None, batch_size=batch_size, seed=seed, device=model_device(model))
     per = sw.groupby('corruption', sort=False).accuracy.mean()
-    return {n: float(per[n]) for n in names}
+    one = sw[sw.severity == at].set_index('corruption').accuracy if at is not None else {}
+    return {n: float(per[n]) for n in names}, ({f'{n}_s{at}': float(one[n]) for n in names} if at is not None else {})
 
 def _attack_accuracies(model, x, y, eps: float, steps: int, cw: dict, batch_size: int, seed: int = 0) -> dict:
     "Accuracy under PGD, PGD_LL and CW-L2 (`cw`: its steps, confidence and search steps)."
@@ -82,6 +83,7 @@ def perturbation_benchmark(model: nn.Module, # classifier taking [B, C, H, W] in
                            cw_steps: int = 40, cw_confidence: float = 50., cw_search_steps: int = 5,
                            batch_size: int = 256, seed: int = 0, # seeds the corruptions
                            accuracies: bool = False, # also return the raw accuracies A_phi (keys `acc_<name>`)
+                           severity: int | None = None, # also the raw accuracy of every corruption at this severity alone (keys `acc_<name>_s<severity>`)
                            num_classes: int | None = None, # the data's classes (None: `data.num_classes` of an ImageData; a pair's surrogate goes unchecked)
                           ) -> dict:
     "M-TLAT's benchmark: `clean` accuracy and the robustness score A_phi / A_clean of every corruption (mean over severities) and attack."
@@ -89,13 +91,14 @@ def perturbation_benchmark(model: nn.Module, # classifier taking [B, C, H, W] in
     _check_inputs(x, num_classes or getattr(data, 'num_classes', None), surrogate, transfer)
     clean = accuracy(model, (x, y), batch_size)
     if clean == 0: raise ValueError("model: has zero clean accuracy on data; A_phi / A_clean is undefined")
-    accs = _corruption_accuracies(model, x, y, CORRUPTION_NAMES if corruptions is None else list(corruptions), severities, batch_size, seed)
+    if severity is not None and severity not in severities: raise ValueError(f"severity: {severity} is not among the severities run ({', '.join(map(str, severities))})")
+    accs, at = _corruption_accuracies(model, x, y, CORRUPTION_NAMES if corruptions is None else list(corruptions), severities, batch_size, seed, severity)
     accs |= _attack_accuracies(model, x, y, eps, steps, dict(steps=cw_steps, confidence=cw_confidence, search_steps=cw_search_steps), batch_size, seed)
     if transfer is None and surrogate is not None: transfer = transfer_examples(surrogate, (x, y), steps=steps, batch_size=batch_size)
     for n, xa in (transfer or {}).items(): accs[n] = accuracy(model, (xa, y), batch_size)
     out = {'clean': clean, **{n: a / clean for n, a in accs.items()}}
     if accuracies: out.update({f'acc_{n}': a for n, a in accs.items()})
-    return out
+    return out | {f'acc_{n}': a for n, a in at.items()}
 
 # %% ../../nbs/52_experiments.mtlat.ipynb #b0b8a8e4
 _C15 = ['gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 'glass_blur', 'motion_blur', 'zoom_blur', 'snow', 'fog', 'frost',
@@ -248,10 +251,13 @@ def step_cost(recipe: MTLATRecipe, data: ImageData, methods: Sequence[str] = ('s
                 ratio_to_standard={m: v / base for m, v in med.items()} if base else {}, raw=times)
 
 # %% ../../nbs/52_experiments.mtlat.ipynb #3fc689c9
+HEADROOM_SEVERITY = 3  # the standard model's accuracy at this severity tells whether the suite leaves room to improve
+
 def _evaluate(recipe: MTLATRecipe, method: str, model, xt, yt, transfer: dict, seed: int) -> dict:
-    "The benchmark for `recipe.methods`, the clean accuracy for the ablation-only ones."
+    "The benchmark for `recipe.methods` (for 'standard' with each corruption's accuracy at `HEADROOM_SEVERITY`), the clean accuracy for the ablation-only ones."
     if method not in recipe.methods: return {'clean': accuracy(model, (xt, yt))}
-    return perturbation_benchmark(model, (xt, yt), transfer=transfer, cw_search_steps=recipe.cw_search_steps, seed=seed)
+    return perturbation_benchmark(model, (xt, yt), transfer=transfer, cw_search_steps=recipe.cw_search_steps, seed=seed,
+                                  severity=HEADROOM_SEVERITY if method == 'standard' else None)
 
 def _line(rec: dict) -> str:
     scores = f"  pgd {rec['pgd']:.3f}  cw {rec['cw_l2']:.3f}  gauss {rec['gaussian_noise']:.3f}" if 'pgd' in rec else ''
@@ -289,7 +295,8 @@ def run_mtlat(recipe: MTLATRecipe, progress: bool = False, log: Callable[[str], 
             records.append(rec)
             if models is not None and seed == recipe.first_seed: models[method] = model.cpu()
             if log: log(_line(rec))
-    cols = ['method', 'seed', 'dataset', 'clean'] + [p for p in PERTURBATIONS if any(p in r for r in records)] + ['train_seconds', 'eval_seconds']
+    at = [f'acc_{c}_s{HEADROOM_SEVERITY}' for c in CORRUPTION_NAMES]
+    cols = ['method', 'seed', 'dataset', 'clean'] + [p for p in PERTURBATIONS + at if any(p in r for r in records)] + ['train_seconds', 'eval_seconds']
     return pd.DataFrame(records)[cols]
 
 def run(recipe: MTLATRecipe, progress: bool = False, log: Callable[[str], None] | None = print):
@@ -336,7 +343,18 @@ def ablation_table(records: pd.DataFrame, methods: Sequence[str] = ABLATION_METH
                                     paper=MTLAT_PAPER_TABLE3.get(m)))
     return pd.DataFrame(rows).set_index('method').round(2)
 
-def tables(records: pd.DataFrame) -> dict: return {'benchmark': benchmark_table(records), 'ablation': ablation_table(records)}
+def headroom_table(records: pd.DataFrame, severity: int = HEADROOM_SEVERITY) -> pd.DataFrame:
+    "What standard training loses to each corruption at `severity`: its clean accuracy, its accuracy there and the loss, means over seeds (empty where the run did not record them)."
+    s, suffix = records[records.method == 'standard'], f'_s{severity}'
+    cols = [c for c in records.columns if c.startswith('acc_') and c.endswith(suffix)]
+    if not len(s) or not cols: return pd.DataFrame()
+    acc = s[cols].mean().rename(lambda c: c[len('acc_'):-len(suffix)])
+    return pd.DataFrame({'clean': s.clean.mean(), f'accuracy_s{severity}': acc, 'loss': s.clean.mean() - acc}).rename_axis('corruption')
+
+def tables(records: pd.DataFrame) -> dict:
+    "Tables 1-2 (`benchmark`), Table 3 (`ablation`) and, where the run recorded it, the suite's `headroom` on the standard model."
+    out, room = {'benchmark': benchmark_table(records), 'ablation': ablation_table(records)}, headroom_table(records)
+    return out | ({'headroom': room} if len(room) else {})
 
 def _mtlat_vs_standard(means: pd.DataFrame, score_cols: list, clean_tolerance: float) -> dict:
     s, m = means.loc['standard'], means.loc['mtlat']
@@ -355,6 +373,8 @@ def mtlat_claims(records: pd.DataFrame, clean_tolerance: float = 0.01) -> dict:
     out, means = {}, records.groupby('method').mean(numeric_only=True)
     score_cols = [p for p in PERTURBATIONS if p in records.columns]
     if {'standard', 'mtlat'} <= set(means.index): out |= _mtlat_vs_standard(means, score_cols, clean_tolerance)
+    room = headroom_table(records)
+    if len(room): out |= dict(standard_least_loss_at_severity3=float(room.loss.min()), suite_has_headroom=bool(room.loss.min() >= 0.10))
     if 'tlat' in means.index: out |= _tlat_vs_ablations(means)
     if {'mtlat', 'iat'} <= set(means.index):
         att = [c for c in ATTACK_NAMES if c in score_cols]
@@ -368,6 +388,8 @@ MTLAT_CLAIMS = [  # (yes / no figure, the paper's statement, figure measured, th
     ('mtlat_raises_every_score', 'M-TLAT raises every robustness score of standard training', 'mtlat_scores_raised', 'scores_compared'),
     ('tlat_keeps_more_clean_accuracy_than_fgsm_target_fgsm_ls', 'TLAT keeps more clean accuracy than FGSM, target-FGSM and label-smoothing adversarial training', None, None),
     ('mtlat_above_iat_on_every_attack', 'M-TLAT is more robust than IAT to every attack', 'mtlat_above_iat_on_attacks', 'attacks_compared'),
+    ('suite_has_headroom', "The run's precondition, not the paper's claim: standard training loses at least 10 points of accuracy to every corruption at severity 3",
+     'standard_least_loss_at_severity3', 0.10),
 ]
 
 def claims(records: pd.DataFrame) -> list: return claims_from(mtlat_claims(records), MTLAT_CLAIMS)
