@@ -268,12 +268,25 @@ def _observations23(t: pd.DataFrame, ln10_tol: float) -> dict:
         if len(s): out[f'{m}_beats_deterministic_accuracy_rhos'] = [float(x) for x in s.rho[s.accuracy > det.accuracy.iloc[0]]]
     return out
 
+def _strong_trends(t: pd.DataFrame) -> dict:
+    "Observations (1) and (2) again under the stronger attack: does CEB stay at least as robust as VIB, and does robustness still rise as rho falls?"
+    out, vib, ceb = {}, t[t.method == 'vib'].set_index('rho'), t[t.method == 'ceb'].set_index('rho')
+    cols = ('robust_l2_strong', 'robust_linf_strong')
+    common = sorted(set(vib.index) & set(ceb.index))
+    if common: out['ceb_ge_vib_strong_robustness_all_rhos'] = bool(all(ceb.loc[r, k] >= vib.loc[r, k] for r in common for k in cols))
+    for m, s in (('vib', vib), ('ceb', ceb)):
+        for k in cols:
+            out[f'spearman_rho_vs_{k}_{m}'] = _spearman(s.index, s[k])
+            out[f'robustness_rises_as_rho_falls_{k}_{m}'] = bool(out[f'spearman_rho_vs_{k}_{m}'] < 0)
+    return out
+
 def _guards(t: pd.DataFrame, strong_tol: float) -> dict:
     "The checks against gradient masking, on the bottleneck models: how much the stronger attack lowers robustness, and whether the transfer attack is weaker than the white-box one."
     out, b = {}, t[t.method != 'deterministic']
     if 'robust_l2_strong' in t.columns:
         out['strong_attack_largest_drop'] = float(max((b[k] - b[f'{k}_strong']).max() for k in ('robust_l2', 'robust_linf')))
         out['strong_attack_changes_little'] = bool(out['strong_attack_largest_drop'] <= strong_tol)
+        out |= _strong_trends(t)
     if 'robust_l2_transfer' in t.columns:
         out['transfer_least_margin_over_whitebox'] = float(min((b[f'{k}_transfer'] - b[k]).min() for k in ('robust_l2', 'robust_linf')))
         out['transfer_weaker_than_whitebox'] = bool(out['transfer_least_margin_over_whitebox'] >= 0)
@@ -295,6 +308,9 @@ CEB_CLAIMS = [  # (yes / no figure, the paper's statement, figure measured, thre
      'strong_attack_largest_drop', 0.05),
     ('transfer_weaker_than_whitebox', "Gradient masking guard: every VIB and CEB model is at least as robust to targeted PGD made on the seed's CEB model at the largest rho as to the white-box attack",
      'transfer_least_margin_over_whitebox', 0),
+    ('ceb_ge_vib_strong_robustness_all_rhos', 'Under the stronger attack too, CEB is at least as robust as VIB to both targeted attacks at every rho', None, None),
+    *[(f'robustness_rises_as_rho_falls_{k}_strong_{m}', f'{m.upper()}: robustness to the stronger targeted PGD {norm} rises as rho falls (Spearman correlation below 0)',
+       f'spearman_rho_vs_{k}_strong_{m}', 0) for m in ('vib', 'ceb') for k, norm in (('robust_l2', 'L2'), ('robust_linf', 'L-inf'))],
 ]
 
 # %% ../../nbs/51_experiments.ceb.ipynb #47dd72d5
