@@ -457,7 +457,7 @@ def boundary_gradient_attack(model: nn.Module, x: Tensor, y: Tensor,
         return (x + delta).clamp_(0, 1)
 
 # %% ../../nbs/11_eval.attacks.ipynb #23856328
-ATTACKS: dict[str, Callable] = dict(fgsm=fgsm, pgd=pgd, pgd_restarts=pgd_restarts, pgd_ll=pgd_ll, mi_fgsm=mi_fgsm, cw_l2=cw_l2, bg=boundary_gradient_attack)
+ATTACKS: dict[str, Callable] = dict(fgsm=fgsm, pgd=pgd, pgd_ll=pgd_ll, mi_fgsm=mi_fgsm, cw_l2=cw_l2, bg=boundary_gradient_attack)
 
 def get_attack(attack: str | Callable) -> Callable:
     "The attack function for a name in `ATTACKS` (a callable is returned as is)."

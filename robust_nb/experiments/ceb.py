@@ -16,6 +16,7 @@ from ..core import check_choice, check_float, get_device, seed_everything
 from ..data import AutoAugmentBatch, RandomCropFlip, get_spec, load_dataset
 from ..models import WideResNet
 from ..train import StepDecay, fit
+from ..eval.attacks import pgd_restarts
 from ..eval.measures import accuracy, robust_accuracy, targeted_attack_success
 from .common import Recipe, Reproduction, claims_from, timed
 from ..methods.augment import Compose
@@ -153,7 +154,7 @@ def evaluate_ceb_model(model: StochasticHead, method: str, r: CEBRecipe, test, a
     rec['attack_success_l2'], rec['attack_success_linf'] = 1 - rec['robust_l2'], 1 - rec['robust_linf']
     if r.guard_steps:
         for norm, eps in (('l2', r.eps_l2), ('linf', r.eps_linf)):
-            rec[f'robust_{norm}_strong'] = _robust(model, attack, norm, eps, r.guard_steps, r.target, 'pgd_restarts', restarts=r.guard_restarts, generator=seed)
+            rec[f'robust_{norm}_strong'] = _robust(model, attack, norm, eps, r.guard_steps, r.target, pgd_restarts, restarts=r.guard_restarts, generator=seed)
     for norm, radii in (('linf', r.sweep_linf), ('l2', r.sweep_l2)):
         for eps in radii: rec[sweep_column(norm, eps)] = robust_accuracy(model, attack, 'pgd', eps=eps, norm=norm, steps=r.pgd_steps)
     return rec
