@@ -208,8 +208,13 @@ def _fooled(model, xa: Tensor, goal: Tensor, targeted: bool) -> Tensor:
     with eval_mode(model), torch.no_grad(): pred = model(xa).argmax(1)
     return pred == goal if targeted else pred != goal
 
+def _per_image(v):
+    "A budget or step size as one value per image `[B]`, or as one value for all (a number or a 0-d tensor)."
+    if not isinstance(v, Tensor): return v
+    return v.reshape(()) if v.numel() == 1 else v.flatten()
+
 def _rows(t, idx: Tensor):
-    "The rows `idx` of a per-image tensor (labels, probability vectors or budgets); a number or a 0-d tensor as it is."
+    "The rows `idx` of a per-image tensor (labels, probability vectors, `_per_image` values); one value for all as it is."
     return t[idx] if isinstance(t, Tensor) and t.ndim else t
 
 def pgd_restarts(model: nn.Module, x: Tensor,
@@ -223,13 +228,13 @@ def pgd_restarts(model: nn.Module, x: Tensor,
     "PGD with restarts: per image the example of the first run that fools the model (untargeted: misclassified; targeted: classified as the target), else the last run's."
     restarts = check_int(restarts, 'restarts', min=1)
     x, y, eps, target = _prepare_ce(model, x, y, eps, target)
-    eps = eps.flatten() if isinstance(eps, Tensor) and eps.ndim else eps
+    eps, step_size = _per_image(eps), _per_image(step_size)
     goal = (target if target is not None else y)
     goal = goal.argmax(1) if goal.ndim == 2 else goal
     g, out = _generator(generator, x.device), x.clone()
     todo = torch.arange(len(x), device=x.device)
     for r in range(restarts):
-        xa = pgd(model, x[todo], _rows(y, todo), _rows(eps, todo), steps, norm, step_size if not isinstance(step_size, Tensor) else _rows(step_size.flatten(), todo),
+        xa = pgd(model, x[todo], _rows(y, todo), _rows(eps, todo), steps, norm, _rows(step_size, todo),
                  random_start=r > 0, target=_rows(target, todo), generator=g)
         out[todo] = xa
         todo = todo[~_fooled(model, xa, goal[todo], target is not None)]

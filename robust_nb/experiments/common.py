@@ -124,6 +124,10 @@ class Recipe:
 # %% ../../nbs/49_experiments.common.ipynb #6f89b477
 ALL = 'all' # on the command line, the value of an optional number field that stands for None ('all' the images, ...)
 
+def _takes_all(f: dataclasses.Field) -> bool:
+    "Whether field `f` is one number that may be None, so that its option takes `ALL`."
+    return _kind(f) in ((False, 'int'), (False, 'float')) and 'None' in str(f.type)
+
 def _option_kwargs(recipe: type, f: dataclasses.Field) -> dict | None:
     "argparse keyword arguments (`type` or `action`) for field `f` of `recipe`; None for a field no option can set."
     many, item = _kind(f)
@@ -134,8 +138,7 @@ def _option_kwargs(recipe: type, f: dataclasses.Field) -> dict | None:
     if choices is not None: return dict(type=choice_option(choices))
     if item == 'str': return dict(type=str)
     parse = (int_option if item == 'int' else float_option)(**lim)
-    if 'None' not in str(f.type): return dict(type=parse)
-    return dict(type=lambda t: ALL if t.strip().lower() == ALL else parse(t))
+    return dict(type=lambda t: ALL if t.strip().lower() == ALL else parse(t)) if _takes_all(f) else dict(type=parse)
 
 def recipe_options(p: argparse.ArgumentParser, recipe: type, # a recipe dataclass
                    aliases: dict | None = None, # field -> further option names, e.g. {'n_cs': ('--n-c',)}
@@ -150,7 +153,7 @@ def recipe_options(p: argparse.ArgumentParser, recipe: type, # a recipe dataclas
         choices = list(recipe.CHOICES.get(f.name, ()))
         listed = f" [choices: {', '.join(map(str, choices))}]" if 0 < len(choices) <= 12 else ''
         text = (docs.get(f.name) or f.name.replace('_', ' ')).replace('%', '%%')  # argparse formats help with %
-        if 'None' in str(f.type) and _kind(f) in ((False, 'int'), (False, 'float')): text += f" ('{ALL}' for None)"
+        if _takes_all(f): text += f" ('{ALL}' for None)"
         p.add_argument(*names, dest=f.name, default=None, help=text + listed, **kw)
 
 def run_options(p: argparse.ArgumentParser, recipe: type, out: str):
@@ -177,8 +180,8 @@ def ray_options(p: argparse.ArgumentParser):
 
 def recipe_from(args: argparse.Namespace, recipe: type, default: Callable | None = None) -> Recipe:
     "The recipe `args` describe: `quick()`, `full()` or `default` (None: the class itself) with the fields given on the command line."
-    kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipe) if getattr(args, f.name, None) is not None}
-    kw = {k: None if v is ALL else v for k, v in kw.items()}
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipe) if getattr(args, f.name, None) is not None}
+    kw = {k: None if v is ALL else v for k, v in given.items()}
     return (recipe.quick if args.quick else recipe.full if args.full else default or recipe)(**kw)
 
 # %% ../../nbs/49_experiments.common.ipynb #c2c9f5ef

@@ -5,7 +5,6 @@
 # %% ../../nbs/45_explore.attack.ipynb #2c7b435f
 from __future__ import annotations
 import hashlib, html, io, math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np

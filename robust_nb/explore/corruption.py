@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import torch
 import ipywidgets as W
-from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 from fastcore.basics import patch

@@ -6,13 +6,11 @@
 from __future__ import annotations
 import io, math
 from collections import OrderedDict
-from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
 import torch
 import ipywidgets as W
-from IPython.display import Image as PNG, display
 from matplotlib import font_manager
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -4,7 +4,6 @@
 
 # %% ../../nbs/44_explore.utility.ipynb #0e709782
 from __future__ import annotations
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
