@@ -7,8 +7,6 @@ from __future__ import annotations
 import argparse, importlib, json, sys, time
 from pathlib import Path
 
-import torch
-
 from .core import get_device, seed_everything
 from .data import DATASETS, data_status, get_spec, load_dataset, verify_datasets
 from .experiments.common import device_option, float_option, int_option, out_option

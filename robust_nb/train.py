@@ -8,7 +8,7 @@ import hashlib, json, math, os, re, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd

@@ -5,7 +5,7 @@
 # %% ../../nbs/52_experiments.mtlat.ipynb #8c9d07b0
 from __future__ import annotations
 import json, time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import numpy as np

@@ -15,7 +15,7 @@ from torch import nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 
-from ..core import check_float, check_int, derive_seed, eval_mode, make_generator, model_device
+from ..core import check_float, check_int, derive_seed, eval_mode, model_device
 from ..data import ImageData
 from ..train import Objective, Schedule, hard_labels, soft_cross_entropy, widen_half
 
