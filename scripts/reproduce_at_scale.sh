@@ -20,7 +20,7 @@ case $paper in
              --guard-steps 50 --guard-restarts 3 --transfer)
        resume=() ;;
   mtlat) args=(--train-size all --eval-size 2000 --epochs 20 --batch-size 256 --cw-search-steps 5) ;;
-  margins) args=(--channels 16 --embed-dim 256 --train-size all --test-size all --margin-size 1000 --epochs 10 --milestones 5
+  margins) args=(--channels 16 --embed-dim 256 --train-size all --test-size all --margin-size 1000 --epochs 10 --milestones 5 --val-size all
                  --select-every-seed) ;;
   transfer) args=(--n-c 0,128,1024 --test-size 1000 --nn-epochs 5 --nn-steps-per-epoch all --val-limit 1000 --svm-train-size 5000
                   --ae-width 1 --ae-pretrain-steps 6000 --ae-steps 300 --ae-joint-steps 1500) ;;
