@@ -253,14 +253,19 @@ def _observation1(t: pd.DataFrame, rate_tol: float, rate_rel: float) -> dict:
                 ceb_ge_vib_robustness_all_rhos=all(p['robust_l2'] and p['robust_linf'] for p in per.values()),
                 about_same_rate_all_rhos=all(p['same_rate'] for p in per.values()))
 
-def _observations23(t: pd.DataFrame, ln10_tol: float) -> dict:
-    "Robustness against rho, CEB's rate at rho 0, and the rhos where the bottlenecks beat the deterministic model."
-    out, ceb, det = {}, t[t.method == 'ceb'].set_index('rho'), t[t.method == 'deterministic']
+def _rho_trends(t: pd.DataFrame, suffix: str = '') -> dict:
+    "Observation (2) for the robustness columns `robust_l2<suffix>` and `robust_linf<suffix>`: the Spearman correlation of rho and robustness per bottleneck model, and whether it is below 0."
+    out = {}
     for m in ('vib', 'ceb'):
         s = t[t.method == m]
-        for k in ('robust_l2', 'robust_linf'):
+        for k in (f'robust_l2{suffix}', f'robust_linf{suffix}'):
             out[f'spearman_rho_vs_{k}_{m}'] = _spearman(s.rho, s[k])
             out[f'robustness_rises_as_rho_falls_{k}_{m}'] = bool(out[f'spearman_rho_vs_{k}_{m}'] < 0)
+    return out
+
+def _observations23(t: pd.DataFrame, ln10_tol: float) -> dict:
+    "Robustness against rho, CEB's rate at rho 0, and the rhos where the bottlenecks beat the deterministic model."
+    out, ceb, det = _rho_trends(t), t[t.method == 'ceb'].set_index('rho'), t[t.method == 'deterministic']
     if 0.0 in set(ceb.index):
         out['ceb_rate_at_rho0'] = float(ceb.loc[0.0].rate)
         out['ceb_rate_at_rho0_near_ln10'] = bool(abs(out['ceb_rate_at_rho0'] - math.log(10)) <= ln10_tol)
@@ -275,11 +280,7 @@ def _strong_trends(t: pd.DataFrame) -> dict:
     cols = ('robust_l2_strong', 'robust_linf_strong')
     common = sorted(set(vib.index) & set(ceb.index))
     if common: out['ceb_ge_vib_strong_robustness_all_rhos'] = bool(all(ceb.loc[r, k] >= vib.loc[r, k] for r in common for k in cols))
-    for m, s in (('vib', vib), ('ceb', ceb)):
-        for k in cols:
-            out[f'spearman_rho_vs_{k}_{m}'] = _spearman(s.index, s[k])
-            out[f'robustness_rises_as_rho_falls_{k}_{m}'] = bool(out[f'spearman_rho_vs_{k}_{m}'] < 0)
-    return out
+    return out | _rho_trends(t, '_strong')
 
 def _guards(t: pd.DataFrame, strong_tol: float) -> dict:
     "The checks against gradient masking, on the bottleneck models: how much the stronger attack lowers robustness, and whether the transfer attack is weaker than the white-box one."
@@ -298,20 +299,23 @@ def ceb_claim(records: pd.DataFrame, rate_tol: float = 0.5, rate_rel: float = 0.
     t = ceb_table(records)
     return {**_observation1(t, rate_tol, rate_rel), **_observations23(t, ln10_tol), **_guards(t, strong_tol)}
 
+def _trend_claims(suffix: str, attack: str) -> list:
+    "The claims of `_rho_trends(t, suffix)`, the robustness measured against `attack`."
+    return [(f'robustness_rises_as_rho_falls_{k}{suffix}_{m}', f'{m.upper()}: robustness to {attack} {norm} rises as rho falls (Spearman correlation below 0)',
+             f'spearman_rho_vs_{k}{suffix}_{m}', 0) for m in ('vib', 'ceb') for k, norm in (('robust_l2', 'L2'), ('robust_linf', 'L-inf'))]
+
 CEB_CLAIMS = [  # (yes / no figure, the paper's statement, figure measured, threshold)
     ('ceb_ge_vib_accuracy_all_rhos', 'CEB is at least as accurate as VIB at every rho', None, None),
     ('ceb_ge_vib_robustness_all_rhos', 'CEB is at least as robust as VIB to both targeted attacks at every rho', None, None),
     ('about_same_rate_all_rhos', 'CEB and VIB reach about the same rate at every rho (within 0.5 nats or 20%)', None, None),
-    *[(f'robustness_rises_as_rho_falls_{k}_{m}', f'{m.upper()}: robustness to targeted PGD {norm} rises as rho falls (Spearman correlation below 0)',
-       f'spearman_rho_vs_{k}_{m}', 0) for m in ('vib', 'ceb') for k, norm in (('robust_l2', 'L2'), ('robust_linf', 'L-inf'))],
+    *_trend_claims('', 'targeted PGD'),
     ('ceb_rate_at_rho0_near_ln10', "CEB's rate at rho = 0 is close to ln 10 (within 0.5 nats)", 'ceb_rate_at_rho0', math.log(10)),
     ('strong_attack_changes_little', 'Gradient masking guard: targeted PGD with more steps and restarts lowers no VIB or CEB robustness figure by more than 5 points',
      'strong_attack_largest_drop', 0.05),
     ('transfer_weaker_than_whitebox', "Gradient masking guard: every VIB and CEB model is at least as robust to targeted PGD made on the seed's CEB model at the largest rho as to the white-box attack",
      'transfer_least_margin_over_whitebox', 0),
     ('ceb_ge_vib_strong_robustness_all_rhos', 'Under the stronger attack too, CEB is at least as robust as VIB to both targeted attacks at every rho', None, None),
-    *[(f'robustness_rises_as_rho_falls_{k}_strong_{m}', f'{m.upper()}: robustness to the stronger targeted PGD {norm} rises as rho falls (Spearman correlation below 0)',
-       f'spearman_rho_vs_{k}_strong_{m}', 0) for m in ('vib', 'ceb') for k, norm in (('robust_l2', 'L2'), ('robust_linf', 'L-inf'))],
+    *_trend_claims('_strong', 'the stronger targeted PGD'),
 ]
 
 # %% ../../nbs/51_experiments.ceb.ipynb #47dd72d5
