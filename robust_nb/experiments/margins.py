@@ -53,7 +53,7 @@ class MarginsRecipe(Recipe):
                   lambdas_ours=(1.0,), lambdas_hein=(0.1,), channels=8, embed_dim=64, gen_channels=8))
     FULL = ("The paper's architectures, schedules and full data (Appendix A): a GPU job.", {})
     dataset: str = 'fashion_mnist' # one of 'fashion_mnist', 'mnist', 'svhn', 'cifar10'
-    methods: tuple[str, ...] = MARGINS_METHODS # of 'no_reg' (always), 'hein', 'ours'
+    methods: tuple[str, ...] = MARGINS_METHODS # the ones recorded, of 'no_reg', 'hein', 'ours' (NO REG is trained in any case: the others are matched to it)
     seeds: int = 2 # repeats
     first_seed: int = 0 # seeds run are first_seed, ..., first_seed + seeds - 1
     epochs: int = 2 # paper: 10 (CIFAR-10: 200)
@@ -81,7 +81,7 @@ class MarginsRecipe(Recipe):
         super().__post_init__()
         if self.val_fraction >= 1: raise ValueError(f"val_fraction: must lie in (0, 1), got {self.val_fraction}")
         if self.train_size == 1: raise ValueError("train_size: must be >= 2 (a batch of one image cannot be normalised), got 1")
-        if 'no_reg' not in self.methods: raise ValueError("methods: must include 'no_reg' (the accuracy the others are matched to)")
+        if not self.methods: raise ValueError(f"methods: give at least one of {', '.join(map(repr, MARGINS_METHODS))}")
         for name in ('lambdas_ours', 'lambdas_hein'):
             if not getattr(self, name): raise ValueError(f"{name}: give at least one lambda")
 
@@ -182,10 +182,10 @@ def _choose_lambda(recipe, method, seed, train, val, target: float, lambdas: tup
     return choice, trained[choice.lam]
 
 def _run_seed(recipe, seed, xm, chosen: dict, tables: dict, device, progress, log) -> list[tuple]:
-    "(record, distances) of every method on seed `seed`; `chosen` (method -> lambda) and `tables` (the lambda tables) filled on the way."
+    "(record, distances) of every method of the recipe on seed `seed`; `chosen` (method -> lambda) and `tables` (the lambda tables) filled on the way."
     train, val, test = _data(recipe, seed)
     model, info = train_model(recipe, 'no_reg', 0.0, train, val, seed, device, progress)
-    out = [_record(recipe, 'no_reg', seed, 0.0, model, info, test, xm, device, log)]
+    out = [_record(recipe, 'no_reg', seed, 0.0, model, info, test, xm, device, log)] if 'no_reg' in recipe.methods else []
     for method in [m for m in ('hein', 'ours') if m in recipe.methods]:
         lambdas = recipe.lambdas_hein if method == 'hein' else recipe.lambdas_ours
         if method in chosen and not recipe.select_every_seed: lambdas = (chosen[method],)
@@ -280,7 +280,7 @@ MARGINS_CLAIMS = [  # (yes / no figure, the paper's statement, figure measured, 
 def claims(records: pd.DataFrame) -> list: return claims_from(margins_claim(records), MARGINS_CLAIMS)
 
 # %% ../../nbs/53_experiments.margins.ipynb #f823c231
-from .common import seed_units
+from .common import grid_units
 
 HELP = 'Tibo et al. Section 3.3: NO REG / HEIN / OURS accuracy (Table 1), margin curves and areas R (Figure 3), closest-attack shares (Table 3)'
 
@@ -296,9 +296,9 @@ def figures(res) -> dict:
     return {'': margins_figure(res.records, _distances(res), max_eps)}
 
 def units(recipe: MarginsRecipe) -> list[dict]:
-    "Ray units of Section 3.3: one per seed (HEIN and OURS are matched to their seed's NO REG), or the whole run where later seeds reuse the lambda the first one chose."
+    "Ray units of Section 3.3: one per seed and method (a HEIN or OURS unit trains its seed's NO REG again, as the accuracy its lambda is matched to), or the whole run where later seeds reuse the lambda the first one chose."
     reused = not recipe.select_every_seed and any(m in recipe.methods and len(getattr(recipe, f'lambdas_{m}')) > 1 for m in ('hein', 'ours'))
-    return [{}] if reused else seed_units(recipe)
+    return [{}] if reused else grid_units(recipe, 'methods')
 
 reproduction = Reproduction('margins', HELP, MarginsRecipe, run, tables, claims, figures,
                             stem=lambda r, variant: f"tibo_margins_{SHORT_NAMES[r.dataset]}" + (f"_{variant}" if variant else ''),
