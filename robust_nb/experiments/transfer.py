@@ -208,7 +208,7 @@ def _seed_means(records, k, p, n, corrupted=True):
     g = g[g.corruption != 'identity'] if corrupted else g[g.corruption == 'identity']
     return g.groupby('seed').accuracy.mean()
 
-def _two_sd(a: pd.Series, b: pd.Series) -> float: return 2 * max(a.std(ddof=1) if len(a) > 1 else 0, b.std(ddof=1) if len(b) > 1 else 0)
+def _two_sd(a: pd.Series, b: pd.Series) -> float: return 2 * float(max(a.std(ddof=1) if len(a) > 1 else 0, b.std(ddof=1) if len(b) > 1 else 0))
 
 def _protocol_figures(records, k: str, p: str, plain: pd.Series, plain_clean: float) -> dict:
     "Protocol `p` of classifier `k`: its corrupted accuracy at every N_c and its gains over the smallest N_c and over PLAIN."
