@@ -298,7 +298,8 @@ def figures(res) -> dict:
 def units(recipe: MarginsRecipe) -> list[dict]:
     "Ray units of Section 3.3: one per seed and method (a HEIN or OURS unit trains its seed's NO REG again, as the accuracy its lambda is matched to), or the whole run where later seeds reuse the lambda the first one chose."
     reused = not recipe.select_every_seed and any(m in recipe.methods and len(getattr(recipe, f'lambdas_{m}')) > 1 for m in ('hein', 'ours'))
-    return [{}] if reused else grid_units(recipe, 'methods')
+    in_run_order = tuple(m for m in MARGINS_METHODS if m in recipe.methods)
+    return [{}] if reused else grid_units(replace(recipe, methods=in_run_order), 'methods')
 
 reproduction = Reproduction('margins', HELP, MarginsRecipe, run, tables, claims, figures,
                             stem=lambda r, variant: f"tibo_margins_{SHORT_NAMES[r.dataset]}" + (f"_{variant}" if variant else ''),
