@@ -589,7 +589,8 @@ def reproduce_units(self: Reproduction, recipe, # the whole run's recipe
     if len(artefacts) < len(plan) and log: log(f"{len(plan) - len(artefacts)} unit(s) read from files: figures drawn from models or images in memory, where the paper has any, are not drawn")
     info['units'] = [dict(unit=p['unit'], file=p['path'].name, seconds=runs[i]['seconds'], ran=i in todo) for i, p in enumerate(plan)]
     arts = _merged([artefacts[i] for i in range(len(plan))]) if len(artefacts) == len(plan) else {}
-    result = _units_result(self, recipe, [runs[i] for i in range(len(plan))], arts, time.perf_counter() - t0, key, info)
+    seconds = time.perf_counter() - t0 + sum(runs[i]['seconds'] for i in runs if i not in todo)  # this call's, and those of the units it read
+    result = _units_result(self, recipe, [runs[i] for i in range(len(plan))], arts, seconds, key, info)
     return self.report(result, out, variant, log)
 
 def _in_process(rep: Reproduction, recipe, plan: list, todo: list, runs: dict, artefacts: dict, log=print) -> list:
