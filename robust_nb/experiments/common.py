@@ -274,7 +274,7 @@ def combine_runs(paths: list, # result JSONs written by one reproduction with di
     records = records.sort_values('seed', kind='stable').reset_index(drop=True)
     recipe = {**runs[0]['recipe'], 'seeds': int(records.seed.nunique()), 'first_seed': int(records.seed.min())}
     combined_from = [dict(path=str(p), seeds=sorted({rec['seed'] for rec in r['records']}), seconds=r.get('seconds'),
-                          machine=r.get('machine')) for p, r in zip(paths, runs)]
+                          cpu_seconds=r.get('cpu_seconds'), machine=r.get('machine')) for p, r in zip(paths, runs)]
     return runs, records, recipe, combined_from
 
 # %% ../../nbs/49_experiments.common.ipynb #1b92cbc4
