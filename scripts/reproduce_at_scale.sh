@@ -20,8 +20,10 @@ case $paper in
              --guard-steps 50 --guard-restarts 3 --transfer)
        resume=() ;;
   mtlat) args=(--train-size all --eval-size 2000 --epochs 20 --batch-size 256 --cw-search-steps 5) ;;
+  # HEIN's grid sits below the recipe's default: at lambda 0.003 and above HEIN trains 6 points or more below NO REG here
+  # (benchmarks/results/scale/margins/lambda_probe_hein_*.json; scripts/hein_scale_probe.py shows why: Omega grows to ~70 in two epochs)
   margins) args=(--channels 16 --embed-dim 256 --train-size all --test-size all --margin-size 1000 --epochs 10 --milestones 5 --val-size all
-                 --select-every-seed) ;;
+                 --select-every-seed --lambdas-hein 0.0001,0.0003,0.001) ;;
   transfer) args=(--n-c 0,128,1024 --test-size 1000 --nn-epochs 5 --nn-steps-per-epoch all --val-limit 1000 --svm-train-size 5000
                   --ae-width 1 --ae-pretrain-steps 6000 --ae-steps 300 --ae-joint-steps 1500) ;;
   *) echo "PAPER: one of ceb, mtlat, margins, transfer, got '$paper'" >&2; exit 2 ;;
