@@ -5,7 +5,9 @@
 #   scripts/reproduce_at_scale.sh PAPER combine          join the kept seeds into benchmarks/results/
 # OPTIONS go to `robust-nb reproduce` (e.g. a subset of --methods: two such calls on disjoint subsets of one seed run side by side,
 # sharing its finished units; the call with no subset then only reads them). Every paper but CEB keeps each finished unit and
-# resumes; a CEB seed is one unit, since its transfer attack needs all the seed's models.
+# resumes; a CEB seed is one unit, since its transfer attack needs all the seed's models. Until its whole seed has run, a seed's
+# finished units are also kept in benchmarks/results/scale/PAPER/seedN/units/, so that a seed can be finished on another machine
+# or in another session (runs/ is not kept); the seed's result JSON then holds all they hold, and they are removed.
 set -euo pipefail
 paper=${1:?PAPER: one of ceb, mtlat, margins, transfer}
 part=${2:?SEED (0, 1, 2, ...) or combine}
@@ -33,9 +35,16 @@ if [ "$part" = combine ]; then  # the joined JSON is named as the seeds' (e.g. c
   parts=$(ls "$kept"/seed*/*.json | tr '\n' ',' | sed 's/,$//')
   exec "$rnb" reproduce "$paper" "${args[@]}" --combine "$parts" --out benchmarks/results
 fi
+units=$out/seed$part/units units_kept=$kept/seed$part/units
+if [ -d "$units_kept" ]; then mkdir -p "$units" && cp -Rn "$units_kept"/. "$units"/; fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-"$rnb" reproduce "$paper" "${args[@]}" --seeds 1 --first-seed "$part" "${resume[@]}" --quiet --out "$out/seed$part" "$@"
-if [ $# -eq 0 ]; then  # the whole seed ran (not a subset of its methods): keep its result JSON
-  mkdir -p "$kept/seed$part"
+status=0
+"$rnb" reproduce "$paper" "${args[@]}" --seeds 1 --first-seed "$part" "${resume[@]}" --quiet --out "$out/seed$part" "$@" || status=$?
+mkdir -p "$kept/seed$part"
+if [ $status -eq 0 ] && [ $# -eq 0 ]; then  # the whole seed ran (not a subset of its methods): keep its result JSON, which holds its units
   cp "$(ls "$out/seed$part"/*.json | head -1)" "$kept/seed$part/"
+  rm -rf "$units_kept"
+elif [ -d "$units" ]; then  # keep the units finished so far
+  mkdir -p "$units_kept" && cp -R "$units"/. "$units_kept"/
 fi
+exit $status
