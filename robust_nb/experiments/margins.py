@@ -25,7 +25,8 @@ from ..viz import margins_figure
 __all__ = ['MARGINS_DATASETS', 'MARGINS_METHODS', 'METHOD_NAMES', 'SHORT_NAMES', 'TIBO_TABLE1', 'TIBO_TABLE3', 'table',
            'MARGINS_CLAIMS', 'HELP', 'reproduction', 'reproduce', 'combine', 'add_arguments', 'cli', 'MarginsRecipe',
            'make_classifier', 'make_generator_net', 'train_model', 'measure_margins', 'run_margins', 'run',
-           'accuracy_table', 'margin_table', 'share_table', 'tables', 'margins_claim', 'claims', 'figures', 'units']
+           'accuracy_table', 'margin_table', 'share_table', 'tables', 'margins_claim', 'claims', 'read_distances',
+           'figures', 'units']
 
 # %% ../../nbs/53_experiments.margins.ipynb #f7fbf263
 MARGINS_DATASETS = ('fashion_mnist', 'mnist', 'svhn', 'cifar10')
@@ -284,11 +285,15 @@ from .common import grid_units
 
 HELP = 'Tibo et al. Section 3.3: NO REG / HEIN / OURS accuracy (Table 1), margin curves and areas R (Figure 3), closest-attack shares (Table 3)'
 
-def _distances(res) -> dict:
-    "{(method, seed): distances} of a run, or read back from the rounded lists of result files (None: no example found)."
-    if 'distances_tensors' in res.artefacts: return res.artefacts['distances_tensors']
+def read_distances(stored: dict) -> dict:
+    "A result file's `distances` ({'method_seedN': rounded list, None where no example was found}) as {(method, seed): tensor, inf for None}."
     read = lambda k: (k.rsplit('_seed', 1)[0], int(k.rsplit('_seed', 1)[1]))
-    return {read(k): torch.tensor([math.inf if v is None else v for v in d]) for k, d in res.extra.get('distances', {}).items()}
+    return {read(k): torch.tensor([math.inf if v is None else v for v in d]) for k, d in stored.items()}
+
+def _distances(res) -> dict:
+    "{(method, seed): distances} of a run, or read back from its result file."
+    if 'distances_tensors' in res.artefacts: return res.artefacts['distances_tensors']
+    return read_distances(res.extra.get('distances', {}))
 
 def figures(res) -> dict:
     "Figure 3 beside Table 3."
